@@ -1,0 +1,495 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Defaults for the queue's location in the database.
+const (
+	DefaultSchema = "public"
+	DefaultTable  = "message_queue"
+	// CDCTable is the name of the CDC hash table, beside the queue table.
+	CDCTable = "cdc_hash"
+	// DefaultMaxAttempts is how many runs a task may start unless told.
+	DefaultMaxAttempts = 25
+)
+
+// PostgresOption configures a PostgresDriver.
+type PostgresOption func(*postgresConfig)
+
+type postgresConfig struct {
+	schema string
+	table  string
+	notify bool
+}
+
+// WithSchema places the queue in the given schema (default "public").
+func WithSchema(name string) PostgresOption {
+	return func(c *postgresConfig) { c.schema = name }
+}
+
+// WithTable names the queue table (default "message_queue").
+func WithTable(name string) PostgresOption {
+	return func(c *postgresConfig) { c.table = name }
+}
+
+// WithNotify turns the NOTIFY sent on every insert on or off (default on).
+// Turn it off behind a transaction-pooling PgBouncer, where LISTEN cannot
+// work; workers then find new tasks by polling.
+func WithNotify(on bool) PostgresOption {
+	return func(c *postgresConfig) { c.notify = on }
+}
+
+// PostgresDriver keeps the queue in PostgreSQL through database/sql and
+// github.com/lib/pq. It is safe for concurrent use.
+type PostgresDriver struct {
+	db      *sql.DB
+	ownsDB  bool
+	dsn     string // for LISTEN connections; never logged
+	schema  string
+	table   string
+	channel string
+	notify  bool
+	names   sqlNames
+	q       postgresQueries
+}
+
+// OpenPostgres connects to the database at dsn (a URL or key=value string
+// as lib/pq accepts). It does not create tables: call Migrate.
+func OpenPostgres(dsn string, opts ...PostgresOption) (*PostgresDriver, error) {
+	connector, err := pq.NewConnector(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("queue: parse connection string: %s", redactSecrets(err.Error(), dsn))
+	}
+	db := sql.OpenDB(connector)
+	d, err := newPostgresDriver(db, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	d.ownsDB = true
+	d.dsn = dsn
+	return d, nil
+}
+
+// NewPostgresDriverFromDB uses a *sql.DB the caller opened (with lib/pq) and
+// keeps owning: Close does not close it. It does not create tables: call
+// Migrate.
+func NewPostgresDriverFromDB(db *sql.DB, opts ...PostgresOption) (*PostgresDriver, error) {
+	if db == nil {
+		return nil, errors.New("queue: nil *sql.DB")
+	}
+	return newPostgresDriver(db, opts)
+}
+
+// NewPostgresDriver is the original constructor: it connects with the given
+// credentials (host may carry a ":port"), uses the given table in schema
+// public ("" means message_queue) and, as the original did, returns a driver
+// that is ready to use: it runs Migrate before returning.
+func NewPostgresDriver(user, pass, host, dbname, table string) (*PostgresDriver, error) {
+	if table == "" {
+		table = DefaultTable
+	}
+	port := ""
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		host, port = h, p
+	}
+	parts := []string{
+		"user=" + quoteDSNValue(user),
+		"password=" + quoteDSNValue(pass),
+		"host=" + quoteDSNValue(host),
+		"dbname=" + quoteDSNValue(dbname),
+	}
+	if port != "" {
+		parts = append(parts, "port="+quoteDSNValue(port))
+	}
+	if os.Getenv("PGSSLMODE") == "" {
+		parts = append(parts, "sslmode=prefer")
+	}
+	d, err := OpenPostgres(strings.Join(parts, " "), WithTable(table))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := d.Migrate(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, error) {
+	cfg := postgresConfig{schema: DefaultSchema, table: DefaultTable, notify: true}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if err := validateIdentifier("schema", cfg.schema); err != nil {
+		return nil, err
+	}
+	if err := validateIdentifier("table", cfg.table); err != nil {
+		return nil, err
+	}
+	names := newSQLNames(cfg.schema, cfg.table)
+	return &PostgresDriver{
+		db:      db,
+		schema:  cfg.schema,
+		table:   cfg.table,
+		channel: notifyChannel(cfg.schema, cfg.table),
+		notify:  cfg.notify,
+		names:   names,
+		q:       renderQueries(names),
+	}, nil
+}
+
+// DB returns the underlying database handle.
+func (d *PostgresDriver) DB() *sql.DB { return d.db }
+
+// Schema returns the schema that holds the queue.
+func (d *PostgresDriver) Schema() string { return d.schema }
+
+// Table returns the name of the queue table.
+func (d *PostgresDriver) Table() string { return d.table }
+
+// Channel returns the LISTEN/NOTIFY channel on which inserts are announced;
+// the payload is the task name.
+func (d *PostgresDriver) Channel() string { return d.channel }
+
+// Close closes the database handle if the driver opened it.
+func (d *PostgresDriver) Close() error {
+	if d.ownsDB {
+		return d.db.Close()
+	}
+	return nil
+}
+
+// notifyChannel derives a channel name no longer than PostgreSQL allows.
+func notifyChannel(schema, table string) string {
+	ch := "esync:" + schema + "." + table
+	if len(ch) > 63 {
+		ch = fmt.Sprintf("esync:%08x:%s", crc32.ChecksumIEEE([]byte(schema+"."+table)), table)
+	}
+	return ch
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// AddTasks inserts tasks in one statement and announces them on the
+// driver's channel (once per task name) unless notifications are off.
+func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) ([]int64, error) {
+	if len(tasks) == 0 {
+		return nil, nil
+	}
+	n := len(tasks)
+	names, keys, datas, by := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	delays, maxAttempts := make([]float64, n), make([]int64, n)
+	for i, t := range tasks {
+		if err := t.validate(); err != nil {
+			return nil, fmt.Errorf("task %d: %w", i, err)
+		}
+		names[i], keys[i], datas[i], by[i] = t.Name, t.Key, string(t.Data), t.CreatedBy
+		delays[i] = t.Delay.Seconds()
+		maxAttempts[i] = int64(t.MaxAttempts)
+		if maxAttempts[i] == 0 {
+			maxAttempts[i] = DefaultMaxAttempts
+		}
+	}
+	var q querier = d.db
+	if tx != nil {
+		q = tx
+	}
+	channel := ""
+	if d.notify {
+		channel = d.channel
+	}
+	var ids []int64
+	var notified int
+	err := q.QueryRowContext(ctx, d.q.insert,
+		pq.Array(names), pq.Array(keys), pq.Array(datas), pq.Array(by),
+		pq.Array(delays), pq.Array(maxAttempts), channel,
+	).Scan(pq.Array(&ids), &notified)
+	if err != nil {
+		return nil, fmt.Errorf("queue: add tasks: %w", err)
+	}
+	return ids, nil
+}
+
+// Claim runs the claim function created by Migrate: one round trip, one
+// short transaction, no lock held after it returns.
+func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTask, error) {
+	if len(p.Names) == 0 || p.Limit <= 0 {
+		return nil, nil
+	}
+	if p.Lease <= 0 {
+		return nil, errors.New("queue: claim needs a positive lease")
+	}
+	rows, err := d.db.QueryContext(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("queue: claim: %w", err)
+	}
+	defer rows.Close()
+	var out []ClaimedTask
+	for rows.Next() {
+		var c ClaimedTask
+		var token sql.NullString
+		var expires sql.NullTime
+		if err := scanTask(rows, &c.Task, &token, &expires); err != nil {
+			return nil, fmt.Errorf("queue: claim: %w", err)
+		}
+		c.Lease = Lease{TaskID: c.ID, Token: token.String, Expires: expires.Time}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("queue: claim: %w", err)
+	}
+	return out, nil
+}
+
+// Finish applies completions in one statement, each fenced by its lease
+// token: a completion from a worker that lost its lease changes nothing.
+func (d *PostgresDriver) Finish(ctx context.Context, completions []Completion) ([]int64, error) {
+	if len(completions) == 0 {
+		return nil, nil
+	}
+	n := len(completions)
+	ids, tokens, states, messages := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+	delays := make([]float64, n)
+	for i, c := range completions {
+		switch c.State {
+		case TaskDone, TaskRetry, TaskFailed, TaskCancelled:
+		default:
+			return nil, fmt.Errorf("queue: finish task %d: state %q is not DONE, RETRY, FAILED or CANCELLED", c.Lease.TaskID, c.State)
+		}
+		ids[i], tokens[i], states[i], messages[i] = c.Lease.TaskID, c.Lease.Token, string(c.State), c.Message
+		delays[i] = c.Delay.Seconds()
+	}
+	rows, err := d.db.QueryContext(ctx, d.q.finish,
+		pq.Array(ids), pq.Array(tokens), pq.Array(states), pq.Array(messages), pq.Array(delays))
+	if err != nil {
+		return nil, fmt.Errorf("queue: finish: %w", err)
+	}
+	return missingIDs(rows, ids)
+}
+
+// ExtendLeases pushes the expiry of held leases to now plus dur.
+func (d *PostgresDriver) ExtendLeases(ctx context.Context, leases []Lease, dur time.Duration) ([]int64, error) {
+	if len(leases) == 0 {
+		return nil, nil
+	}
+	ids, tokens := make([]int64, len(leases)), make([]string, len(leases))
+	for i, l := range leases {
+		ids[i], tokens[i] = l.TaskID, l.Token
+	}
+	rows, err := d.db.QueryContext(ctx, d.q.extend, pq.Array(ids), pq.Array(tokens), dur.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("queue: extend leases: %w", err)
+	}
+	return missingIDs(rows, ids)
+}
+
+// missingIDs reads the IDs a statement returned and reports the wanted IDs
+// it did not return.
+func missingIDs(rows *sql.Rows, wanted []int64) ([]int64, error) {
+	defer rows.Close()
+	got := make(map[int64]bool, len(wanted))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		got[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var lost []int64
+	for _, id := range wanted {
+		if !got[id] {
+			lost = append(lost, id)
+		}
+	}
+	return lost, nil
+}
+
+// RescueExpired returns tasks with an expired lease to RETRY (due at once),
+// or to FAILED when they have used up their attempts.
+func (d *PostgresDriver) RescueExpired(ctx context.Context, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	return d.execCount(ctx, "rescue expired leases", d.q.rescue, limit)
+}
+
+// DeleteFinished removes up to limit tasks that reached a final state before
+// the given time.
+func (d *PostgresDriver) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	return d.execCount(ctx, "delete finished tasks", d.q.deleteFinished, before, limit)
+}
+
+func (d *PostgresDriver) execCount(ctx context.Context, what, query string, args ...any) (int, error) {
+	res, err := d.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("queue: %s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// GetTask reads one task.
+func (d *PostgresDriver) GetTask(ctx context.Context, id int64) (Task, error) {
+	var t Task
+	var token sql.NullString
+	var expires sql.NullTime
+	err := scanTask(d.db.QueryRowContext(ctx, d.q.get, id), &t, &token, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, fmt.Errorf("%w: id %d", ErrTaskNotFound, id)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("queue: get task %d: %w", id, err)
+	}
+	return t, nil
+}
+
+// ListTasks reads tasks matching f in ID order.
+func (d *PostgresDriver) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := d.db.QueryContext(ctx, d.q.list, f.Name, f.Key, pq.Array(stateStrings(f.States)), f.AfterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("queue: list tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		var t Task
+		var token sql.NullString
+		var expires sql.NullTime
+		if err := scanTask(rows, &t, &token, &expires); err != nil {
+			return nil, fmt.Errorf("queue: list tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// CountTasks counts tasks matching f.
+func (d *PostgresDriver) CountTasks(ctx context.Context, f TaskFilter) (int, error) {
+	var n int
+	err := d.db.QueryRowContext(ctx, d.q.count, f.Name, f.Key, pq.Array(stateStrings(f.States))).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("queue: count tasks: %w", err)
+	}
+	return n, nil
+}
+
+// CountByState counts the tasks with name (any name if empty) per state.
+func (d *PostgresDriver) CountByState(ctx context.Context, name string) (map[TaskState]int, error) {
+	rows, err := d.db.QueryContext(ctx, d.q.countByState, name)
+	if err != nil {
+		return nil, fmt.Errorf("queue: count by state: %w", err)
+	}
+	defer rows.Close()
+	out := map[TaskState]int{}
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, err
+		}
+		out[TaskState(state)] = n
+	}
+	return out, rows.Err()
+}
+
+// CancelTask cancels one pending (READY or RETRY) task.
+func (d *PostgresDriver) CancelTask(ctx context.Context, id int64, message string) error {
+	n, err := d.execCount(ctx, "cancel task", d.q.cancel, id, message)
+	if err != nil || n == 1 {
+		return err
+	}
+	t, err := d.GetTask(ctx, id)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: task %d is %s", ErrNotCancellable, id, t.State)
+}
+
+// CancelKey cancels every pending task of key.
+func (d *PostgresDriver) CancelKey(ctx context.Context, key, message string) (int, error) {
+	return d.execCount(ctx, "cancel key", d.q.cancelKey, key, message)
+}
+
+// RetryTask makes a FAILED or CANCELLED task READY again with fresh
+// attempts. It refuses when a newer task for the same key has started since:
+// running the older payload then would move the object back in time.
+func (d *PostgresDriver) RetryTask(ctx context.Context, id int64) error {
+	n, err := d.execCount(ctx, "retry task", d.q.retry, id)
+	if err != nil || n == 1 {
+		return err
+	}
+	t, err := d.GetTask(ctx, id)
+	if err != nil {
+		return err
+	}
+	if t.State != TaskFailed && t.State != TaskCancelled {
+		return fmt.Errorf("%w: task %d is %s", ErrNotRetryable, id, t.State)
+	}
+	return fmt.Errorf("%w: a newer task for key %q has started since task %d", ErrNotRetryable, t.Key, id)
+}
+
+// rowScanner is what *sql.Row and *sql.Rows have in common.
+type rowScanner interface{ Scan(dest ...any) error }
+
+// taskColumns lists, in scanTask's order, the columns read for a Task.
+const taskColumns = `id, task_key, task_name, coalesce(created_at, last_attempted), created_by, state,
+	data, attempts, max_attempts, do_after, last_attempted, last_attempt_message,
+	coalesce(superseded_by, 0), finished_at, lease_token::text, lease_expires_at`
+
+func scanTask(r rowScanner, t *Task, token *sql.NullString, expires *sql.NullTime) error {
+	var state string
+	var finished sql.NullTime
+	err := r.Scan(&t.ID, &t.Key, &t.Name, &t.Created, &t.CreatedBy, &state,
+		&t.RawData, &t.Attempt, &t.MaxAttempts, &t.RunAfter, &t.LastAttempted, &t.Message,
+		&t.SupersededBy, &finished, token, expires)
+	if err != nil {
+		return err
+	}
+	t.State = TaskState(state)
+	t.FinishedAt = finished.Time
+	t.Data = nil
+	if len(t.RawData) > 0 && t.RawData[0] == '{' {
+		if err := json.Unmarshal(t.RawData, &t.Data); err != nil {
+			return fmt.Errorf("task %d: decode data: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
+func stateStrings(states []TaskState) []string {
+	out := make([]string, len(states))
+	for i, s := range states {
+		out[i] = string(s)
+	}
+	return out
+}

@@ -1,0 +1,160 @@
+package queue
+
+import (
+	"hash/crc32"
+	"strings"
+	"text/template"
+
+	"github.com/lib/pq"
+)
+
+// sqlNames holds the quoted names that queue SQL is rendered with. Only
+// validated identifiers reach it, and they are quoted again on the way out.
+type sqlNames struct {
+	schema, table string
+
+	Schema    string // quoted schema
+	Table     string // quoted schema.table
+	CDC       string // quoted schema.cdc_hash
+	LockClass int32  // advisory lock class for this queue's per-key locks
+}
+
+func newSQLNames(schema, table string) sqlNames {
+	return sqlNames{
+		schema:    schema,
+		table:     table,
+		Schema:    quoteIdent(schema),
+		Table:     quoteQualified(schema, table),
+		CDC:       quoteQualified(schema, CDCTable),
+		LockClass: int32(crc32.ChecksumIEEE([]byte(schema + "." + table))),
+	}
+}
+
+// Obj quotes the name of an object that belongs to the queue table, such as
+// an index: table_suffix.
+func (n sqlNames) Obj(suffix string) string { return quoteIdent(n.table + "_" + suffix) }
+
+// QObj is Obj qualified with the schema.
+func (n sqlNames) QObj(suffix string) string { return quoteQualified(n.schema, n.table+"_"+suffix) }
+
+// Lit quotes s as a string literal.
+func (n sqlNames) Lit(s string) string { return pq.QuoteLiteral(s) }
+
+// render fills a SQL template with the quoted names.
+func (n sqlNames) render(name, text string) string {
+	var b strings.Builder
+	template.Must(template.New(name).Parse(text)).Execute(&b, n)
+	return b.String()
+}
+
+// postgresQueries is every statement the driver runs, rendered once for its
+// schema and table.
+type postgresQueries struct {
+	insert, claim, finish, extend, rescue, deleteFinished    string
+	get, list, count, countByState, cancel, cancelKey, retry string
+}
+
+func renderQueries(n sqlNames) postgresQueries {
+	return postgresQueries{
+		// Arrays in, one row out: the new IDs in input order, and one NOTIFY
+		// per distinct task name (skipped when the channel is empty).
+		insert: n.render("insert", `
+WITH ins AS (
+	INSERT INTO {{.Table}} (task_name, task_key, data, created_by, state, last_attempt_message, do_after, max_attempts)
+	SELECT x.name, x.key, x.data::jsonb, x.created_by, 'READY', '', now() + make_interval(secs => x.delay), x.max_attempts
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::int[])
+		AS x(name, key, data, created_by, delay, max_attempts)
+	RETURNING id, task_name
+)
+SELECT array_agg(id ORDER BY id),
+	(SELECT count(pg_notify($7, d.task_name)) FROM (SELECT DISTINCT task_name FROM ins) d WHERE $7 <> '')
+FROM ins`),
+
+		claim: n.render("claim", `SELECT `+taskColumns+` FROM {{.QObj "claim"}}($1, $2, make_interval(secs => $3))`),
+
+		// A RETRY of a task that has used its attempts becomes FAILED.
+		finish: n.render("finish", `
+UPDATE {{.Table}} t
+SET state = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED' ELSE f.state END,
+	last_attempt_message = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
+		THEN f.message || ' (gave up after ' || t.attempts || ' attempts)' ELSE f.message END,
+	do_after = CASE WHEN f.state = 'RETRY' THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
+	finished_at = CASE WHEN f.state = 'RETRY' AND t.attempts < t.max_attempts THEN NULL ELSE now() END,
+	lease_token = NULL,
+	lease_expires_at = NULL
+FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) AS f(id, token, state, message, delay)
+WHERE t.id = f.id AND t.lease_token = f.token AND t.state = 'IN PROGRESS'
+RETURNING t.id`),
+
+		extend: n.render("extend", `
+UPDATE {{.Table}} t
+SET lease_expires_at = now() + make_interval(secs => $3)
+FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
+WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
+RETURNING t.id`),
+
+		rescue: n.render("rescue", `
+UPDATE {{.Table}} t
+SET state = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END,
+	finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
+	last_attempt_message = 'lease expired: the worker stopped or timed out',
+	do_after = now(),
+	lease_token = NULL,
+	lease_expires_at = NULL
+WHERE t.id IN (
+	SELECT id FROM {{.Table}}
+	WHERE state = 'IN PROGRESS' AND lease_expires_at < now()
+	LIMIT $1
+	FOR UPDATE SKIP LOCKED)
+AND t.state = 'IN PROGRESS' AND t.lease_expires_at < now()`),
+
+		deleteFinished: n.render("delete", `
+DELETE FROM {{.Table}}
+WHERE id IN (
+	SELECT id FROM {{.Table}}
+	WHERE finished_at < $1 AND state IN ('DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+	LIMIT $2
+	FOR UPDATE SKIP LOCKED)`),
+
+		get: n.render("get", `SELECT `+taskColumns+` FROM {{.Table}} WHERE id = $1`),
+
+		list: n.render("list", `
+SELECT `+taskColumns+` FROM {{.Table}}
+WHERE ($1 = '' OR task_name = $1)
+	AND ($2 = '' OR task_key = $2)
+	AND (cardinality($3::text[]) = 0 OR state = ANY ($3::text[]))
+	AND id > $4
+ORDER BY id
+LIMIT $5`),
+
+		count: n.render("count", `
+SELECT count(*) FROM {{.Table}}
+WHERE ($1 = '' OR task_name = $1)
+	AND ($2 = '' OR task_key = $2)
+	AND (cardinality($3::text[]) = 0 OR state = ANY ($3::text[]))`),
+
+		countByState: n.render("countByState", `
+SELECT state, count(*) FROM {{.Table}} WHERE ($1 = '' OR task_name = $1) GROUP BY state`),
+
+		cancel: n.render("cancel", `
+UPDATE {{.Table}}
+SET state = 'CANCELLED', finished_at = now(), last_attempt_message = $2
+WHERE id = $1 AND state IN ('READY', 'RETRY')`),
+
+		cancelKey: n.render("cancelKey", `
+UPDATE {{.Table}}
+SET state = 'CANCELLED', finished_at = now(), last_attempt_message = $2
+WHERE task_key = $1 AND state IN ('READY', 'RETRY')`),
+
+		// Only when no newer task of the key has started (attempts > 0):
+		// invariant 2, never back in time.
+		retry: n.render("retry", `
+UPDATE {{.Table}} t
+SET state = 'READY', attempts = 0, do_after = now(), finished_at = NULL,
+	last_attempt_message = 'retried by request: ' || t.last_attempt_message
+WHERE t.id = $1 AND t.state IN ('FAILED', 'CANCELLED')
+	AND NOT EXISTS (
+		SELECT 1 FROM {{.Table}} n
+		WHERE n.task_key = t.task_key AND n.id > t.id AND n.attempts > 0)`),
+	}
+}

@@ -1,0 +1,163 @@
+// Package queuetest gives tests (esync's and its users') a real PostgreSQL:
+// one server per process, one fresh database per test.
+//
+// The server comes from the first source that works:
+//
+//  1. DATABASE_URL, if set (the role needs CREATEDB);
+//  2. a Docker engine, through github.com/ory/dockertest/v3, if one answers;
+//  3. a throwaway cluster made with the local PostgreSQL binaries (initdb and
+//     postgres from PATH or /usr/lib/postgresql/*/bin), listening on a unix
+//     socket in a temporary directory that is removed when the process
+//     exits, however it exits. As root, the cluster runs as the postgres user.
+//
+// With none of them, tests are skipped with a message saying what to install;
+// ESYNC_REQUIRE_PG=1 turns the skip into a failure.
+package queuetest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// RequireEnv names the variable that turns a missing PostgreSQL from a skip
+// into a test failure.
+const RequireEnv = "ESYNC_REQUIRE_PG"
+
+// InstallHint says how to give the harness a PostgreSQL.
+const InstallHint = "no PostgreSQL available: set DATABASE_URL, start a Docker engine, " +
+	"or install the server binaries (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)"
+
+// Server is a running PostgreSQL that can hand out fresh databases.
+type Server struct {
+	// Source says where the server came from: "env", "docker" or "local".
+	Source string
+
+	dsnFor func(dbname string) string
+	admin  *sql.DB
+	stop   func() error
+}
+
+// Start returns a server from the first source that works (see the package
+// doc). Close it when done. Tests should use NewDSN, NewDB or NewDriver,
+// which share one server per process.
+func Start(ctx context.Context) (*Server, error) {
+	var s *Server
+	var errs []string
+	if env := os.Getenv("DATABASE_URL"); env != "" {
+		s = &Server{Source: "env", dsnFor: func(db string) string { return withDBName(env, db) }, stop: func() error { return nil }}
+	} else if d, err := startDocker(ctx); err == nil {
+		s = d
+	} else {
+		errs = append(errs, "docker: "+err.Error())
+		l, err := startLocal(ctx)
+		if err != nil {
+			errs = append(errs, "local binaries: "+err.Error())
+			return nil, fmt.Errorf("%s (%s)", InstallHint, strings.Join(errs, "; "))
+		}
+		s = l
+	}
+	admin, err := sql.Open("postgres", s.dsnFor("postgres"))
+	if err == nil {
+		err = waitReady(ctx, admin)
+	}
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("queuetest: %s server not ready: %w", s.Source, err)
+	}
+	admin.SetMaxOpenConns(4)
+	s.admin = admin
+	return s, nil
+}
+
+// DSN returns a connection string for the named database on the server.
+func (s *Server) DSN(dbname string) string { return s.dsnFor(dbname) }
+
+// CreateDatabase creates a database with a fresh random name and returns its
+// name and connection string.
+func (s *Server) CreateDatabase(ctx context.Context) (name, dsn string, err error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", err
+	}
+	name = "esync_" + hex.EncodeToString(b[:])
+	// CREATE DATABASE copies template1; concurrent copies of one template
+	// can fail with "source database is being accessed", so retry briefly.
+	for attempt := 0; ; attempt++ {
+		_, err = s.admin.ExecContext(ctx, "CREATE DATABASE "+pq.QuoteIdentifier(name))
+		if err == nil || attempt == 20 || !strings.Contains(err.Error(), "being accessed") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("queuetest: create database: %w", err)
+	}
+	return name, s.dsnFor(name), nil
+}
+
+// DropDatabase drops a database made by CreateDatabase, closing its
+// connections first.
+func (s *Server) DropDatabase(ctx context.Context, name string) error {
+	_, err := s.admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+pq.QuoteIdentifier(name)+" WITH (FORCE)")
+	return err
+}
+
+// Close stops the server if the harness started it.
+func (s *Server) Close() error {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	return s.stop()
+}
+
+func waitReady(ctx context.Context, db *sql.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		err := db.PingContext(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// withDBName points a URL or key=value connection string at another
+// database.
+func withDBName(dsn, db string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + db
+		return u.String()
+	}
+	return dsn + " dbname=" + db
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *Server
+	sharedErr  error
+)
+
+// sharedServer starts the process's one server on first use.
+func sharedServer() (*Server, error) {
+	sharedOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		shared, sharedErr = Start(ctx)
+	})
+	return shared, sharedErr
+}
