@@ -1,0 +1,55 @@
+package queue
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// runNotes carries what an action asks of the manager beyond its result.
+type runNotes struct {
+	mu         sync.Mutex
+	retryAfter time.Duration
+}
+
+type runNotesKey struct{}
+
+// withRunNotes returns a context that RetryAfter can write to, and the notes.
+func withRunNotes(ctx context.Context) (context.Context, *runNotes) {
+	n := &runNotes{}
+	return context.WithValue(ctx, runNotesKey{}, n), n
+}
+
+// RetryAfter asks that the task, if its action returns
+// TaskResultRetryFailure, run again no sooner than d from now instead of
+// after the retry policy's backoff. Actions call it when the far side says
+// when to come back (an HTTP Retry-After header, say). Outside a run managed
+// by a SyncManager it does nothing.
+func RetryAfter(task Task, d time.Duration) {
+	n, _ := task.Context().Value(runNotesKey{}).(*runNotes)
+	if n == nil || d < 0 {
+		return
+	}
+	n.mu.Lock()
+	n.retryAfter = d
+	n.mu.Unlock()
+}
+
+// RequestedRetryDelay returns the delay set by RetryAfter on task's context
+// and whether one was set. It lets tests of actions check what they asked.
+func RequestedRetryDelay(task Task) (time.Duration, bool) {
+	n, _ := task.Context().Value(runNotesKey{}).(*runNotes)
+	if n == nil {
+		return 0, false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.retryAfter, n.retryAfter > 0
+}
+
+// WithRetryNotes returns a copy of task whose context records RetryAfter
+// calls, for testing actions outside a SyncManager.
+func WithRetryNotes(task Task) Task {
+	ctx, _ := withRunNotes(task.Context())
+	return task.WithContext(ctx)
+}
