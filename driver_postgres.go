@@ -29,9 +29,10 @@ const (
 type PostgresOption func(*postgresConfig)
 
 type postgresConfig struct {
-	schema string
-	table  string
-	notify bool
+	schema    string
+	table     string
+	notify    bool
+	listenDSN string
 }
 
 // WithSchema places the queue in the given schema (default "public").
@@ -54,15 +55,16 @@ func WithNotify(on bool) PostgresOption {
 // PostgresDriver keeps the queue in PostgreSQL through database/sql and
 // github.com/lib/pq. It is safe for concurrent use.
 type PostgresDriver struct {
-	db      *sql.DB
-	ownsDB  bool
-	dsn     string // for LISTEN connections; never logged
-	schema  string
-	table   string
-	channel string
-	notify  bool
-	names   sqlNames
-	q       postgresQueries
+	db        *sql.DB
+	ownsDB    bool
+	dsn       string // for LISTEN connections; never logged
+	listenDSN string
+	schema    string
+	table     string
+	channel   string
+	notify    bool
+	names     sqlNames
+	q         postgresQueries
 }
 
 // OpenPostgres connects to the database at dsn (a URL or key=value string
@@ -143,13 +145,14 @@ func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, erro
 	}
 	names := newSQLNames(cfg.schema, cfg.table)
 	return &PostgresDriver{
-		db:      db,
-		schema:  cfg.schema,
-		table:   cfg.table,
-		channel: notifyChannel(cfg.schema, cfg.table),
-		notify:  cfg.notify,
-		names:   names,
-		q:       renderQueries(names),
+		db:        db,
+		schema:    cfg.schema,
+		table:     cfg.table,
+		channel:   notifyChannel(cfg.schema, cfg.table),
+		notify:    cfg.notify,
+		listenDSN: cfg.listenDSN,
+		names:     names,
+		q:         renderQueries(names),
 	}, nil
 }
 
@@ -272,9 +275,9 @@ func (d *PostgresDriver) Finish(ctx context.Context, completions []Completion) (
 	delays := make([]float64, n)
 	for i, c := range completions {
 		switch c.State {
-		case TaskDone, TaskRetry, TaskFailed, TaskCancelled:
+		case TaskDone, TaskRetry, TaskFailed, TaskCancelled, TaskReady:
 		default:
-			return nil, fmt.Errorf("queue: finish task %d: state %q is not DONE, RETRY, FAILED or CANCELLED", c.Lease.TaskID, c.State)
+			return nil, fmt.Errorf("queue: finish task %d: state %q is not DONE, RETRY, FAILED, CANCELLED or READY", c.Lease.TaskID, c.State)
 		}
 		ids[i], tokens[i], states[i], messages[i] = c.Lease.TaskID, c.Lease.Token, string(c.State), c.Message
 		delays[i] = c.Delay.Seconds()

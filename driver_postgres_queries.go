@@ -72,14 +72,17 @@ FROM ins`),
 
 		claim: n.render("claim", `SELECT `+taskColumns+` FROM {{.QObj "claim"}}($1, $2, make_interval(secs => $3))`),
 
-		// A RETRY of a task that has used its attempts becomes FAILED.
+		// A RETRY of a task that has used its attempts becomes FAILED. READY
+		// releases a task that never ran to an end (shutdown): the attempt
+		// does not count.
 		finish: n.render("finish", `
 UPDATE {{.Table}} t
 SET state = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED' ELSE f.state END,
 	last_attempt_message = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
 		THEN f.message || ' (gave up after ' || t.attempts || ' attempts)' ELSE f.message END,
-	do_after = CASE WHEN f.state = 'RETRY' THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
-	finished_at = CASE WHEN f.state = 'RETRY' AND t.attempts < t.max_attempts THEN NULL ELSE now() END,
+	do_after = CASE WHEN f.state IN ('RETRY', 'READY') THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
+	attempts = CASE WHEN f.state = 'READY' THEN greatest(t.attempts - 1, 0) ELSE t.attempts END,
+	finished_at = CASE WHEN f.state = 'READY' OR (f.state = 'RETRY' AND t.attempts < t.max_attempts) THEN NULL ELSE now() END,
 	lease_token = NULL,
 	lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) AS f(id, token, state, message, delay)

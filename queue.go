@@ -235,7 +235,7 @@ type ClaimedTask struct {
 // Completion is the outcome of one claimed task.
 type Completion struct {
 	Lease   Lease
-	State   TaskState     // DONE, RETRY, FAILED or CANCELLED
+	State   TaskState     // DONE, RETRY, FAILED, CANCELLED, or READY to release it unrun
 	Message string        // stored as the task's last attempt message
 	Delay   time.Duration // for RETRY: how long until the task is due again
 }

@@ -1,0 +1,55 @@
+package queue
+
+import "time"
+
+// DefaultTaskTimeout bounds one run of a task unless WithTimeout says
+// otherwise.
+const DefaultTaskTimeout = time.Minute
+
+// taskHandler is what the SyncManager knows about one task name.
+type taskHandler struct {
+	name        string
+	action      TaskAction
+	stream      string
+	timeout     time.Duration
+	retry       RetryPolicy
+	maxAttempts int // 0: only the task's own limit applies
+	middleware  []Middleware
+}
+
+// TaskOption configures the handling of one task name.
+type TaskOption func(*taskHandler)
+
+// InStream places the task name in a stream. Without it, an action that has
+// a Stream() string method goes to that stream; otherwise the task name is
+// its own stream.
+func InStream(stream string) TaskOption {
+	return func(h *taskHandler) { h.stream = stream }
+}
+
+// WithTimeout bounds one run of the task. When it passes, the task's context
+// is cancelled, the worker moves on, the task is retried and a late result
+// is discarded.
+func WithTimeout(d time.Duration) TaskOption {
+	return func(h *taskHandler) { h.timeout = d }
+}
+
+// WithRetryPolicy sets the backoff between attempts.
+func WithRetryPolicy(p RetryPolicy) TaskOption {
+	return func(h *taskHandler) { h.retry = p }
+}
+
+// WithTaskMaxAttempts fails the task after n runs, whatever limit it was
+// added with (the lower one wins).
+func WithTaskMaxAttempts(n int) TaskOption {
+	return func(h *taskHandler) { h.maxAttempts = n }
+}
+
+// WithTaskMiddleware wraps this task name's action (inside the middleware
+// given to SyncManager.Use).
+func WithTaskMiddleware(mw ...Middleware) TaskOption {
+	return func(h *taskHandler) { h.middleware = append(h.middleware, mw...) }
+}
+
+// streamer is implemented by actions that name their own stream.
+type streamer interface{ Stream() string }
