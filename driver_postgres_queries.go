@@ -149,8 +149,10 @@ UPDATE {{.Table}}
 SET state = 'CANCELLED', finished_at = now(), last_attempt_message = $2
 WHERE task_key = $1 AND state IN ('READY', 'RETRY')`),
 
-		// Only when no newer task of the key has started (attempts > 0):
-		// invariant 2, never back in time.
+		// Only when no newer task of the key has started: invariant 2, never
+		// back in time. A task has started when attempts > 0 or, once a retry
+		// or a release reset its attempts, when last_attempted is later than
+		// created_at (both get the same now() when the task is added).
 		retry: n.render("retry", `
 UPDATE {{.Table}} t
 SET state = 'READY', attempts = 0, do_after = now(), finished_at = NULL,
@@ -158,6 +160,7 @@ SET state = 'READY', attempts = 0, do_after = now(), finished_at = NULL,
 WHERE t.id = $1 AND t.state IN ('FAILED', 'CANCELLED')
 	AND NOT EXISTS (
 		SELECT 1 FROM {{.Table}} n
-		WHERE n.task_key = t.task_key AND n.id > t.id AND n.attempts > 0)`),
+		WHERE n.task_key = t.task_key AND n.id > t.id
+			AND (n.attempts > 0 OR n.last_attempted > n.created_at))`),
 	}
 }
