@@ -1,0 +1,103 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// completer writes task results in batches: while one Finish is on its way,
+// results that arrive meanwhile queue up and go in the next one. Nothing is
+// delayed when the queue is quiet.
+type completer struct {
+	m       *SyncManager
+	in      chan finished
+	waiting atomic.Int64 // results added but not yet written
+	done    chan struct{}
+	once    sync.Once
+}
+
+type finished struct {
+	c Completion
+	s *stream
+}
+
+const completerBatch = 1000
+
+func newCompleter(m *SyncManager) *completer {
+	c := &completer{m: m, in: make(chan finished, 4*completerBatch), done: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+// add queues one result.
+func (c *completer) add(c2 Completion, s *stream) {
+	c.waiting.Add(1)
+	c.in <- finished{c2, s}
+}
+
+// pending reports how many results wait to be written.
+func (c *completer) pending() int64 { return c.waiting.Load() }
+
+// close writes what is queued and stops. Call it after every add.
+func (c *completer) close() error {
+	c.once.Do(func() { close(c.in) })
+	<-c.done
+	return nil
+}
+
+func (c *completer) run() {
+	defer close(c.done)
+	batch := make([]finished, 0, completerBatch)
+	for f := range c.in {
+		batch = append(batch[:0], f)
+	fill:
+		for len(batch) < completerBatch {
+			select {
+			case f, ok := <-c.in:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, f)
+			default:
+				break fill
+			}
+		}
+		c.write(batch)
+	}
+}
+
+// write finishes a batch, trying again for a while if the database is
+// unreachable. If it stays unreachable the leases expire and the tasks run
+// again: nothing is lost.
+func (c *completer) write(batch []finished) {
+	completions := make([]Completion, len(batch))
+	for i, f := range batch {
+		completions[i] = f.c
+	}
+	var err error
+	for attempt, wait := 0, 50*time.Millisecond; attempt < 8; attempt, wait = attempt+1, wait*2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var lost []int64
+		lost, err = c.m.driver.Finish(ctx, completions)
+		cancel()
+		if err == nil {
+			for _, id := range lost {
+				c.m.report(fmt.Errorf("task %d: result discarded: %w", id, ErrLeaseLost))
+			}
+			break
+		}
+		time.Sleep(wait)
+	}
+	if err != nil {
+		c.m.report(fmt.Errorf("finish %d tasks: %w (their leases will expire and they will run again)", len(batch), err))
+	}
+	c.m.finishGen.Add(1)
+	c.waiting.Add(-int64(len(batch)))
+	// A finished task may unblock a pending task of its key, or be due again.
+	for _, f := range batch {
+		f.s.nudge()
+	}
+}

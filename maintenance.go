@@ -1,0 +1,80 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// maintainer is the driver capability that makes maintenance happen once
+// across processes, and sweeps tasks nobody handles.
+type maintainer interface {
+	StartScheduledRun(ctx context.Context, name, startedBy string, window time.Duration) (bool, error)
+	CancelUnhandled(ctx context.Context, known []string, limit int) (int, error)
+}
+
+const maintenanceBatch = 1000
+
+// runMaintenance rescues expired leases, cancels unhandled tasks and deletes
+// old finished tasks, each maintenance interval, on one process of the
+// cluster at a time.
+func (m *SyncManager) runMaintenance() {
+	defer m.loops.Done()
+	t := time.NewTicker(m.cfg.maintenanceInterval)
+	defer t.Stop()
+	me := processName()
+	for {
+		select {
+		case <-t.C:
+		case <-m.stopClaiming:
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.runCtx, m.cfg.maintenanceInterval*4)
+		if err := m.maintain(ctx, me); err != nil {
+			m.report(fmt.Errorf("maintenance: %w", err))
+		}
+		cancel()
+	}
+}
+
+func (m *SyncManager) maintain(ctx context.Context, me string) error {
+	mt, _ := m.driver.(maintainer)
+	if mt != nil {
+		ok, err := mt.StartScheduledRun(ctx, "esync:maintenance", me, m.cfg.maintenanceInterval*8/10)
+		if err != nil || !ok {
+			return err
+		}
+	}
+	rescued := 0
+	for {
+		n, err := m.driver.RescueExpired(ctx, maintenanceBatch)
+		if err != nil {
+			return err
+		}
+		rescued += n
+		if n < maintenanceBatch {
+			break
+		}
+	}
+	if rescued > 0 {
+		m.cfg.logger.Info("esync: rescued tasks with expired leases", "count", rescued)
+		for _, s := range m.streams {
+			s.nudge()
+		}
+	}
+	if mt != nil && m.cfg.cancelUnhandled {
+		known := make([]string, 0, len(m.handlers))
+		for name := range m.handlers {
+			known = append(known, name)
+		}
+		if _, err := mt.CancelUnhandled(ctx, known, maintenanceBatch); err != nil {
+			return err
+		}
+	}
+	if m.cfg.retention > 0 {
+		if _, err := m.driver.DeleteFinished(ctx, time.Now().Add(-m.cfg.retention), maintenanceBatch); err != nil {
+			return err
+		}
+	}
+	return nil
+}

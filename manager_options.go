@@ -1,0 +1,92 @@
+package queue
+
+import (
+	"log/slog"
+	"time"
+)
+
+// managerConfig holds the SyncManager's settings.
+type managerConfig struct {
+	logger              *slog.Logger
+	pollInterval        time.Duration
+	lease               time.Duration
+	stopTimeout         time.Duration
+	retention           time.Duration
+	maintenanceInterval time.Duration
+	batchSize           int
+	cancelUnhandled     bool
+	listen              bool
+}
+
+func defaultManagerConfig() managerConfig {
+	return managerConfig{
+		logger:              slog.Default(),
+		pollInterval:        time.Second,
+		lease:               30 * time.Second,
+		stopTimeout:         30 * time.Second,
+		retention:           24 * time.Hour,
+		maintenanceInterval: 5 * time.Second,
+		batchSize:           100,
+		cancelUnhandled:     true,
+		listen:              true,
+	}
+}
+
+// ManagerOption configures a SyncManager.
+type ManagerOption func(*managerConfig)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) ManagerOption {
+	return func(c *managerConfig) { c.logger = l }
+}
+
+// WithPollInterval sets how often an idle stream looks for due tasks when no
+// notification woke it (default 1s). With notifications off it is the only
+// way new tasks are found.
+func WithPollInterval(d time.Duration) ManagerOption {
+	return func(c *managerConfig) { c.pollInterval = d }
+}
+
+// WithLease sets how long a claim holds a task before another process may
+// rescue it (default 30s). The manager extends the lease while the action
+// runs, so it bounds only how soon a dead worker's tasks run again.
+func WithLease(d time.Duration) ManagerOption {
+	return func(c *managerConfig) { c.lease = d }
+}
+
+// WithStopTimeout bounds how long Stop waits for running actions (default
+// 30s).
+func WithStopTimeout(d time.Duration) ManagerOption {
+	return func(c *managerConfig) { c.stopTimeout = d }
+}
+
+// WithRetention sets how long finished tasks are kept (default 24h); zero or
+// less keeps them forever.
+func WithRetention(d time.Duration) ManagerOption {
+	return func(c *managerConfig) { c.retention = d }
+}
+
+// WithMaintenanceInterval sets how often expired leases are rescued and old
+// tasks deleted (default 5s), once across all processes.
+func WithMaintenanceInterval(d time.Duration) ManagerOption {
+	return func(c *managerConfig) { c.maintenanceInterval = d }
+}
+
+// WithBatchSize caps how many tasks one claim takes (default 100); a stream
+// never claims more than it has free slots.
+func WithBatchSize(n int) ManagerOption {
+	return func(c *managerConfig) { c.batchSize = max(n, 1) }
+}
+
+// WithCancelUnhandled turns off (or on) cancelling due tasks whose name has
+// no handler in this process (default on, as the original did). Turn it off
+// when processes register different task names.
+func WithCancelUnhandled(on bool) ManagerOption {
+	return func(c *managerConfig) { c.cancelUnhandled = on }
+}
+
+// WithListen turns LISTEN/NOTIFY wake-ups off (or on; default on). Off,
+// streams find new tasks by polling only, as behind a transaction pooler.
+func WithListen(on bool) ManagerOption {
+	return func(c *managerConfig) { c.listen = on }
+}

@@ -1,0 +1,157 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+)
+
+// scheduledJob is one scheduled action and when it runs.
+type scheduledJob struct {
+	name   string
+	action ScheduledAction
+	stream string
+	period time.Duration // interval schedules
+	cron   string        // cron schedules
+	window time.Duration // runs of the job closer than this are one run
+}
+
+// ScheduleOption configures a scheduled action.
+type ScheduleOption func(*scheduledJob)
+
+// ScheduleName names the schedule. Processes that share a queue run a
+// schedule of one name once per period between them. The default name is
+// built from the action's stream, Go type and period or cron spec.
+func ScheduleName(name string) ScheduleOption {
+	return func(j *scheduledJob) { j.name = name }
+}
+
+// Schedule runs action every period in its stream (the original call).
+// Runs do not pile up: a run still going when the next is due makes that one
+// skip. With several processes sharing the queue each run happens on one.
+func (m *SyncManager) Schedule(action ScheduledAction, period time.Duration, opts ...ScheduleOption) error {
+	if period <= 0 {
+		return fmt.Errorf("queue: schedule %T: period must be positive, got %s", action, period)
+	}
+	return m.addSchedule(&scheduledJob{action: action, period: period}, opts)
+}
+
+// ScheduleCron runs action on a cron spec: five fields (minute hour day
+// month weekday), or six with seconds first.
+func (m *SyncManager) ScheduleCron(action ScheduledAction, spec string, opts ...ScheduleOption) error {
+	withSeconds := len(strings.Fields(spec)) == 6
+	if err := gocron.NewDefaultCron(withSeconds).IsValid(spec, time.Local, time.Now()); err != nil {
+		return fmt.Errorf("queue: schedule %T: bad cron spec %q: %w", action, spec, err)
+	}
+	return m.addSchedule(&scheduledJob{action: action, cron: spec}, opts)
+}
+
+func (m *SyncManager) addSchedule(j *scheduledJob, opts []ScheduleOption) error {
+	if j.action == nil {
+		return errors.New("queue: schedule: nil action")
+	}
+	j.stream = j.action.Stream()
+	if j.stream == "" {
+		return fmt.Errorf("queue: schedule %T: empty stream", j.action)
+	}
+	when := j.cron
+	if when == "" {
+		when = j.period.String()
+	}
+	j.name = fmt.Sprintf("%s/%T@%s", j.stream, j.action, when)
+	for _, opt := range opts {
+		opt(j)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != stateNew {
+		return fmt.Errorf("queue: schedule %q: manager already started", j.name)
+	}
+	for _, other := range m.schedules {
+		if other.name == j.name {
+			return fmt.Errorf("queue: schedule %q: name already used; give it another with ScheduleName", j.name)
+		}
+	}
+	m.schedules = append(m.schedules, j)
+	m.streamLocked(j.stream)
+	return nil
+}
+
+// startScheduler creates the gocron scheduler with every schedule (not yet
+// started).
+func (m *SyncManager) startScheduler() error {
+	if len(m.schedules) == 0 || m.schedulesOff {
+		return nil
+	}
+	s, err := gocron.NewScheduler(gocron.WithStopTimeout(m.cfg.stopTimeout))
+	if err != nil {
+		return fmt.Errorf("queue: scheduler: %w", err)
+	}
+	me := processName()
+	for _, j := range m.schedules {
+		var def gocron.JobDefinition
+		opts := []gocron.JobOption{gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule)}
+		if j.cron != "" {
+			def = gocron.CronJob(j.cron, len(strings.Fields(j.cron)) == 6)
+		} else {
+			// Align interval runs to multiples of the period so processes
+			// started at different times fire together and dedupe.
+			def = gocron.DurationJob(j.period)
+			opts = append(opts, gocron.WithStartAt(gocron.WithStartDateTimePast(time.Now().Truncate(j.period))))
+		}
+		j, st := j, m.streams[j.stream]
+		job, err := s.NewJob(def, gocron.NewTask(func() { m.runScheduled(j, st, me) }), opts...)
+		if err != nil {
+			s.Shutdown()
+			return fmt.Errorf("queue: schedule %q: %w", j.name, err)
+		}
+		j.window = j.period / 2
+		if runs, err := job.NextRuns(2); err == nil && len(runs) == 2 {
+			j.window = runs[1].Sub(runs[0]) / 2
+		}
+	}
+	m.scheduler = s
+	return nil
+}
+
+// runScheduled runs one scheduled action: only if no other process ran this
+// schedule within its window, in a slot of its stream, with panics
+// recovered and errors reported.
+func (m *SyncManager) runScheduled(j *scheduledJob, s *stream, me string) {
+	select {
+	case <-m.stopClaiming:
+		return
+	default:
+	}
+	if s.exclusive && s.lock.Load() == nil {
+		return // another process holds this stream
+	}
+	if mt, ok := m.driver.(maintainer); ok {
+		ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
+		first, err := mt.StartScheduledRun(ctx, j.name, me, j.window)
+		cancel()
+		if err != nil {
+			m.report(fmt.Errorf("scheduled %s: %w", j.name, err))
+			return
+		}
+		if !first {
+			return
+		}
+	}
+	if !s.takeSlot(m.stopClaiming) {
+		return
+	}
+	defer s.freeSlot()
+	defer func() {
+		if r := recover(); r != nil {
+			m.report(fmt.Errorf("scheduled %s: panic: %v", j.name, r))
+		}
+	}()
+	if err := j.action.Do(); err != nil {
+		m.report(fmt.Errorf("scheduled %s: %w", j.name, err))
+	}
+}

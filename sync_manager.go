@@ -1,0 +1,340 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/hashicorp/go-multierror"
+)
+
+// SyncManager runs task actions and scheduled actions in streams: lanes whose
+// work runs one at a time (or up to the stream's concurrency), side by side
+// with other streams, in this process and across processes sharing the queue.
+type SyncManager struct {
+	driver Driver
+	cfg    managerConfig
+
+	mu         sync.Mutex
+	handlers   map[string]*taskHandler
+	streams    map[string]*stream
+	schedules  []*scheduledJob
+	middleware []Middleware
+	onError    func(error)
+	state      managerState
+	// schedulesOff keeps scheduled actions from running (RunUntilIdle).
+	schedulesOff bool
+
+	// Set by Start.
+	runCtx       context.Context // parent of every action's context
+	cancelRuns   context.CancelCauseFunc
+	stopClaiming chan struct{}
+	streamLoops  sync.WaitGroup // one claim loop per stream
+	loops        sync.WaitGroup // background services
+	actions      sync.WaitGroup // actions in flight
+	completer    *completer
+	leases       *leaseKeeper
+	scheduler    gocron.Scheduler
+	stopListen   func()
+	finishGen    atomic.Int64 // counts persisted completion batches
+
+	stopped  chan struct{} // closed when Stop or Shutdown has finished
+	stopErr  error
+	stopOnce sync.Once
+}
+
+type managerState int
+
+const (
+	stateNew managerState = iota
+	stateRunning
+	stateStopped
+)
+
+// errShutdown is the cause given to actions' contexts at a hard stop.
+var errShutdown = errors.New("queue: manager shutting down")
+
+// NewSyncManager returns a manager over driver. Register handlers, schedules
+// and streams, then Run (or Start).
+func NewSyncManager(driver Driver, opts ...ManagerOption) *SyncManager {
+	cfg := defaultManagerConfig()
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	return &SyncManager{
+		driver:   driver,
+		cfg:      cfg,
+		handlers: map[string]*taskHandler{},
+		streams:  map[string]*stream{},
+		stopped:  make(chan struct{}),
+	}
+}
+
+// SetErrorHandler receives every error of the running manager: failed
+// claims and finishes, scheduled action errors and panics, lost leases.
+// Without one, errors are logged.
+func (m *SyncManager) SetErrorHandler(h func(error)) {
+	m.mu.Lock()
+	m.onError = h
+	m.mu.Unlock()
+}
+
+// Use adds middleware around every task action (outermost first).
+func (m *SyncManager) Use(mw ...Middleware) {
+	m.mu.Lock()
+	m.middleware = append(m.middleware, mw...)
+	m.mu.Unlock()
+}
+
+// RegisterTaskHandler makes action run the tasks named name. Register before
+// Run/Start.
+func (m *SyncManager) RegisterTaskHandler(action TaskAction, name string, opts ...TaskOption) error {
+	if action == nil {
+		return fmt.Errorf("queue: register %q: nil action", name)
+	}
+	if err := checkText("name", name, MaxNameLength, true); err != nil {
+		return fmt.Errorf("queue: register: %w", err)
+	}
+	h := &taskHandler{name: name, action: action, timeout: DefaultTaskTimeout, retry: DefaultRetryPolicy}
+	if s, ok := action.(streamer); ok {
+		h.stream = s.Stream()
+	}
+	for _, opt := range opts {
+		opt(h)
+	}
+	if h.stream == "" {
+		h.stream = name
+	}
+	if h.timeout <= 0 {
+		return fmt.Errorf("queue: register %q: timeout must be positive", name)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != stateNew {
+		return fmt.Errorf("queue: register %q: manager already started", name)
+	}
+	if _, dup := m.handlers[name]; dup {
+		return fmt.Errorf("queue: register %q: a handler is already registered", name)
+	}
+	m.handlers[name] = h
+	m.streamLocked(h.stream)
+	return nil
+}
+
+// ConfigureStream sets a stream's concurrency or makes it exclusive across
+// processes. Streams not configured run one thing at a time.
+func (m *SyncManager) ConfigureStream(name string, opts ...StreamOption) error {
+	if name == "" {
+		return errors.New("queue: configure stream: empty name")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != stateNew {
+		return fmt.Errorf("queue: configure stream %q: manager already started", name)
+	}
+	s := m.streamLocked(name)
+	for _, opt := range opts {
+		opt(s)
+	}
+	if s.concurrency < 1 {
+		return fmt.Errorf("queue: configure stream %q: concurrency must be at least 1", name)
+	}
+	return nil
+}
+
+func (m *SyncManager) streamLocked(name string) *stream {
+	s, ok := m.streams[name]
+	if !ok {
+		s = &stream{name: name, concurrency: 1}
+		m.streams[name] = s
+	}
+	return s
+}
+
+// Start launches the stream loops, the scheduler, the listener and the
+// maintenance services, and returns. ctx bounds only the start itself.
+func (m *SyncManager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.state != stateNew {
+		m.mu.Unlock()
+		return errors.New("queue: manager can be started once")
+	}
+	// From here on registrations are refused, so the maps are only read.
+	m.state = stateRunning
+	m.mu.Unlock()
+
+	m.runCtx, m.cancelRuns = context.WithCancelCause(context.Background())
+	m.stopClaiming = make(chan struct{})
+	for name, h := range m.handlers {
+		h.action = Chain(h.action, append(append([]Middleware{}, m.middleware...), h.middleware...)...)
+		s := m.streams[h.stream]
+		s.names = append(s.names, name)
+	}
+	if err := m.startScheduler(); err != nil {
+		m.cancelRuns(err)
+		m.mu.Lock()
+		m.state = stateStopped
+		m.mu.Unlock()
+		return err
+	}
+	m.completer = newCompleter(m)
+	m.leases = newLeaseKeeper(m)
+	for _, s := range m.streams {
+		sort.Strings(s.names)
+		s.start()
+		m.streamLoops.Add(1)
+		go m.runStream(s)
+	}
+	m.startListener(ctx)
+	m.loops.Add(2)
+	go m.leases.run()
+	go m.runMaintenance()
+	if m.scheduler != nil {
+		m.scheduler.Start()
+	}
+	return nil
+}
+
+// Run starts the manager and blocks until Stop is called (the original
+// call). It returns what Stop returned.
+func (m *SyncManager) Run() error {
+	if err := m.Start(context.Background()); err != nil {
+		return err
+	}
+	<-m.stopped
+	return m.stopErr
+}
+
+// Stop shuts the manager down, giving running actions the stop timeout
+// (WithStopTimeout) to finish, and makes Run return.
+func (m *SyncManager) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.stopTimeout)
+	defer cancel()
+	return m.Shutdown(ctx)
+}
+
+// Shutdown stops claiming, waits for running actions until ctx is done,
+// then cancels the ones still running and releases their tasks back to the
+// queue, flushes results and stops every service. It returns every error met
+// on the way. Calling it again returns the first result.
+func (m *SyncManager) Shutdown(ctx context.Context) error {
+	m.stopOnce.Do(func() {
+		m.stopErr = m.shutdown(ctx)
+		close(m.stopped)
+	})
+	<-m.stopped
+	return m.stopErr
+}
+
+func (m *SyncManager) shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	was := m.state
+	m.state = stateStopped
+	m.mu.Unlock()
+	if was != stateRunning {
+		return nil
+	}
+	var errs *multierror.Error
+	close(m.stopClaiming)
+	if m.scheduler != nil {
+		// Waits (up to the stop timeout) for scheduled runs in progress.
+		if err := m.scheduler.Shutdown(); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("scheduler shutdown: %w", err))
+		}
+	}
+	// Stream loops end after their current claim has started its tasks;
+	// only then is the set of running actions complete.
+	m.streamLoops.Wait()
+	done := make(chan struct{})
+	go func() { m.actions.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Actions still running get their context cancelled; their tasks
+		// are released back to the queue by runTask.
+		m.cancelRuns(errShutdown)
+		<-done
+	}
+	errs = multierror.Append(errs, m.completer.close())
+	m.cancelRuns(errShutdown)
+	if m.stopListen != nil {
+		m.stopListen()
+	}
+	m.loops.Wait()
+	for _, s := range m.streams {
+		if err := s.releaseExclusive(); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+// RunUntilIdle runs the manager until no registered task is due and nothing
+// is running, then shuts it down (scheduled actions do not run). It suits
+// batch jobs and tests. ctx bounds the whole run.
+func (m *SyncManager) RunUntilIdle(ctx context.Context) error {
+	m.mu.Lock()
+	m.schedulesOff = true
+	m.mu.Unlock()
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	calm := 0
+	for calm < 3 {
+		select {
+		case <-ctx.Done():
+			return multierror.Append(ctx.Err(), m.Shutdown(context.Background())).ErrorOrNil()
+		case <-tick.C:
+		}
+		if m.idle() {
+			calm++
+		} else {
+			calm = 0
+		}
+	}
+	return m.Shutdown(ctx)
+}
+
+// idle reports whether every stream's last claim, made after the last
+// persisted completion, found nothing and nothing runs or waits to finish.
+func (m *SyncManager) idle() bool {
+	gen := m.finishGen.Load()
+	if m.completer.pending() > 0 {
+		return false
+	}
+	for _, s := range m.streams {
+		if len(s.names) > 0 && (s.running.Load() > 0 || s.emptyAtGen.Load() != gen) {
+			return false
+		}
+	}
+	return true
+}
+
+// report hands an error to the error handler, or logs it.
+func (m *SyncManager) report(err error) {
+	if err == nil {
+		return
+	}
+	m.mu.Lock()
+	h := m.onError
+	m.mu.Unlock()
+	if h != nil {
+		h(err)
+		return
+	}
+	m.cfg.logger.Error("esync", "err", err)
+}
+
+// processName identifies this process in the schedule table.
+func processName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
