@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -72,6 +73,12 @@ type PostgresDriver struct {
 func OpenPostgres(dsn string, opts ...PostgresOption) (*PostgresDriver, error) {
 	connector, err := pq.NewConnector(dsn)
 	if err != nil {
+		if _, perr := url.Parse(dsn); perr != nil && strings.Contains(dsn, "://") {
+			// url.Parse quotes the whole URL, password included, and the
+			// password of a URL that does not parse cannot be found to
+			// redact it: say what is wrong without the text.
+			return nil, errors.New("queue: parse connection string: malformed URL (not shown: it may hold a password)")
+		}
 		return nil, fmt.Errorf("queue: parse connection string: %s", redactSecrets(err.Error(), dsn))
 	}
 	db := sql.OpenDB(connector)
