@@ -58,9 +58,7 @@ func (m *SyncManager) maintain(ctx context.Context, me string) error {
 	}
 	if rescued > 0 {
 		m.cfg.logger.Info("esync: rescued tasks with expired leases", "count", rescued)
-		for _, s := range m.streams {
-			s.nudge()
-		}
+		m.nudgeAll()
 	}
 	if mt != nil && m.cfg.cancelUnhandled {
 		known := make([]string, 0, len(m.handlers))

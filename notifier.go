@@ -28,11 +28,7 @@ func (m *SyncManager) startListener(ctx context.Context) {
 				s.nudge()
 			}
 		},
-		func() {
-			for _, s := range m.streams {
-				s.nudge()
-			}
-		},
+		m.nudgeAll,
 		m.report)
 	if errors.Is(err, ErrListenUnsupported) {
 		m.cfg.logger.Info("esync: no LISTEN connection; streams poll", "interval", m.cfg.pollInterval)

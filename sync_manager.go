@@ -276,9 +276,31 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 }
 
 // RunUntilIdle runs the manager until no registered task is due and nothing
-// is running, then shuts it down (scheduled actions do not run). It suits
-// batch jobs and tests. ctx bounds the whole run.
+// is running, then shuts it down; scheduled actions do not run. Tasks
+// waiting for a retry backoff or a delay stay queued. It suits batch jobs
+// (the original's "die if idle"). ctx bounds the whole run.
 func (m *SyncManager) RunUntilIdle(ctx context.Context) error {
+	return m.runUntil(ctx, nil)
+}
+
+// RunUntilDone runs the manager until every task of the registered names
+// has finished, waiting out retry backoffs and delays, then shuts it down;
+// scheduled actions do not run. ctx bounds the whole run.
+func (m *SyncManager) RunUntilDone(ctx context.Context) error {
+	return m.runUntil(ctx, func() (bool, error) {
+		for name := range m.handlers {
+			n, err := m.driver.CountTasks(ctx, TaskFilter{Name: name, States: []TaskState{TaskReady, TaskRetry, TaskInProgress}})
+			if err != nil || n > 0 {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+}
+
+// runUntil starts the manager and shuts it down once it has been idle for a
+// few checks in a row and done (if given) agrees.
+func (m *SyncManager) runUntil(ctx context.Context, done func() (bool, error)) error {
 	m.mu.Lock()
 	m.schedulesOff = true
 	m.mu.Unlock()
@@ -287,20 +309,37 @@ func (m *SyncManager) RunUntilIdle(ctx context.Context) error {
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	calm := 0
-	for calm < 3 {
+	for calm := 0; calm < 3; {
 		select {
 		case <-ctx.Done():
 			return multierror.Append(ctx.Err(), m.Shutdown(context.Background())).ErrorOrNil()
 		case <-tick.C:
 		}
-		if m.idle() {
-			calm++
-		} else {
+		if !m.idle() {
 			calm = 0
+			continue
+		}
+		calm++
+		if calm == 3 && done != nil {
+			ok, err := done()
+			if err != nil {
+				return multierror.Append(err, m.Shutdown(context.Background())).ErrorOrNil()
+			}
+			if !ok {
+				calm = 0
+				time.Sleep(min(m.cfg.pollInterval, 50*time.Millisecond))
+				m.nudgeAll()
+			}
 		}
 	}
 	return m.Shutdown(ctx)
+}
+
+// nudgeAll wakes every stream.
+func (m *SyncManager) nudgeAll() {
+	for _, s := range m.streams {
+		s.nudge()
+	}
 }
 
 // idle reports whether every stream's last claim, made after the last
