@@ -37,17 +37,22 @@ func (m *SyncManager) Schedule(action ScheduledAction, period time.Duration, opt
 	if period <= 0 {
 		return fmt.Errorf("queue: schedule %T: period must be positive, got %s", action, period)
 	}
-	return m.addSchedule(&scheduledJob{action: action, period: period}, opts)
+	return m.addSchedule(&scheduledJob{action: action, period: period, window: period / 2}, opts)
 }
 
 // ScheduleCron runs action on a cron spec: five fields (minute hour day
 // month weekday), or six with seconds first.
 func (m *SyncManager) ScheduleCron(action ScheduledAction, spec string, opts ...ScheduleOption) error {
-	withSeconds := len(strings.Fields(spec)) == 6
-	if err := gocron.NewDefaultCron(withSeconds).IsValid(spec, time.Local, time.Now()); err != nil {
+	cron := gocron.NewDefaultCron(len(strings.Fields(spec)) == 6)
+	now := time.Now()
+	if err := cron.IsValid(spec, time.Local, now); err != nil {
 		return fmt.Errorf("queue: schedule %T: bad cron spec %q: %w", action, spec, err)
 	}
-	return m.addSchedule(&scheduledJob{action: action, cron: spec}, opts)
+	// Runs closer together than half the gap between two firings are the
+	// same run seen from several processes.
+	next := cron.Next(now)
+	window := cron.Next(next).Sub(next) / 2
+	return m.addSchedule(&scheduledJob{action: action, cron: spec, window: window}, opts)
 }
 
 func (m *SyncManager) addSchedule(j *scheduledJob, opts []ScheduleOption) error {
@@ -104,14 +109,9 @@ func (m *SyncManager) startScheduler() error {
 			opts = append(opts, gocron.WithStartAt(gocron.WithStartDateTimePast(time.Now().Truncate(j.period))))
 		}
 		j, st := j, m.streams[j.stream]
-		job, err := s.NewJob(def, gocron.NewTask(func() { m.runScheduled(j, st, me) }), opts...)
-		if err != nil {
+		if _, err := s.NewJob(def, gocron.NewTask(func() { m.runScheduled(j, st, me) }), opts...); err != nil {
 			s.Shutdown()
 			return fmt.Errorf("queue: schedule %q: %w", j.name, err)
-		}
-		j.window = j.period / 2
-		if runs, err := job.NextRuns(2); err == nil && len(runs) == 2 {
-			j.window = runs[1].Sub(runs[0]) / 2
 		}
 	}
 	m.scheduler = s
