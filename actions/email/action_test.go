@@ -1,8 +1,10 @@
 package email_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"reflect"
@@ -123,6 +125,23 @@ func TestTemplateIsDone(t *testing.T) {
 	wantData := map[string]any{"name": "Ann", "items": []any{"tea", "cups"}, "total": 12.5}
 	if !reflect.DeepEqual(got.Personalizations[0].DynamicTemplateData, wantData) {
 		t.Errorf("dynamic_template_data %v, want %v", got.Personalizations[0].DynamicTemplateData, wantData)
+	}
+}
+
+// Numbers in template data reach SendGrid exactly as queued.
+func TestTemplateDataNumbersExact(t *testing.T) {
+	var seen []byte
+	f := newFakeSendGrid(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen, _ = io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(seen))
+		f.serve(w, r)
+	})
+	data := []byte(`{"from":{"email":"a@example.com"},"to":[{"email":"b@example.com"}],"template_id":"d-1","template_data":{"order":12345678901234567890,"price":0.1}}`)
+	res, msg := actionFor(t, f).Do(taskOf(t, data))
+	expect(t, res, msg, queue.TaskResultSuccess)
+	if !bytes.Contains(seen, []byte(`"order":12345678901234567890`)) || !bytes.Contains(seen, []byte(`"price":0.1`)) {
+		t.Errorf("template data changed on the way: %s", seen)
 	}
 }
 

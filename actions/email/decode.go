@@ -48,6 +48,7 @@ func decodeTask(task queue.Task) (Payload, error) {
 func decodeStrict(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
+	dec.UseNumber() // template data numbers pass through exactly
 	if err := dec.Decode(v); err != nil {
 		return describeJSONError(err)
 	}
