@@ -1,0 +1,241 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// This file holds the CDC runner's SQL. The source query is SQL the
+// application writes (never built from input); it is wrapped as a subquery.
+
+// zeroHash is the target hash of a delete.
+const zeroHash = "00000000-0000-0000-0000-000000000000"
+
+// cdcDiffSQL renders the diff of one controller: the source rows whose hash
+// differs from the stored one, and stored objects gone from the source,
+// minus what was already emitted and is still pending (unless that emission
+// went stale). $1 controller, $2 pending timeout in seconds, $3 include the
+// source row, $4 limit (0: none).
+func (d *PostgresDriver) cdcDiffSQL(source, hash string) string {
+	return d.names.render("cdcDiff", `
+WITH src AS (
+	SELECT (s.object_id)::text AS object_id, `+hash+` AS hash,
+		CASE WHEN $3::bool THEN to_jsonb(s) END AS row
+	FROM (`+source+`) s
+), cur AS (
+	SELECT object_id, hash, pending_hash, pending_at FROM {{.CDC}} WHERE cdc_controller_id = $1
+), diff AS (
+	SELECT coalesce(src.object_id, cur.object_id) AS object_id,
+		CASE WHEN src.object_id IS NULL THEN 'delete' WHEN cur.hash IS NULL THEN 'create' ELSE 'update' END AS action,
+		coalesce(src.hash, '`+zeroHash+`') AS target,
+		src.row
+	FROM src FULL JOIN cur ON cur.object_id = src.object_id
+	WHERE (src.object_id IS NULL OR src.hash IS DISTINCT FROM cur.hash)
+		AND (cur.pending_hash IS DISTINCT FROM coalesce(src.hash, '`+zeroHash+`')
+			OR cur.pending_at < now() - make_interval(secs => $2::float8))
+		AND NOT (src.object_id IS NULL AND cur.hash IS NULL AND cur.pending_hash IS NULL)
+	LIMIT nullif($4::int, 0)
+)`)
+}
+
+// cdcEmitTasks runs the diff and, in the same statement, records each change
+// as pending and adds one task per change: the change is emitted once.
+func (d *PostgresDriver) cdcEmitTasks(ctx context.Context, tx *sql.Tx, source, hash string, p cdcEmitParams) (int, error) {
+	channel := ""
+	if d.notify {
+		channel = d.channel
+	}
+	q := d.cdcDiffSQL(source, hash) + d.names.render("cdcEmit", `,
+marked AS (
+	INSERT INTO {{.CDC}} AS c (cdc_controller_id, object_id, pending_hash, pending_at)
+	SELECT $1, object_id, target, now() FROM diff
+	ON CONFLICT (cdc_controller_id, object_id) DO UPDATE
+	SET pending_hash = excluded.pending_hash, pending_at = excluded.pending_at, updated_at = now()
+), tasks AS (
+	INSERT INTO {{.Table}} (task_name, task_key, data, created_by, state, last_attempt_message, do_after, max_attempts)
+	SELECT CASE d.action WHEN 'create' THEN $5::text WHEN 'update' THEN $6::text ELSE $7::text END,
+		CASE WHEN char_length($8::text || d.object_id) <= 255 THEN $8::text || d.object_id
+			ELSE left($8::text || d.object_id, 200) || '#' || md5($8::text || d.object_id) END,
+		jsonb_build_object('controller', $1::text, 'object_id', d.object_id, 'action', d.action, 'hash', d.target::text)
+			|| CASE WHEN d.row IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('row', d.row) END,
+		$9::text, 'READY', '', now(), $10::int
+	FROM diff d
+	RETURNING task_name
+)
+SELECT (SELECT count(*) FROM diff),
+	(SELECT count(pg_notify($11::text, x.n)) FROM (SELECT DISTINCT task_name AS n FROM tasks) x WHERE $11::text <> '')`)
+	var n, notified int
+	err := tx.QueryRowContext(ctx, q, p.controller, p.pendingTimeout.Seconds(), p.includeRow, p.limit,
+		p.names[CDCActionCreate], p.names[CDCActionUpdate], p.names[CDCActionDelete], p.keyPrefix,
+		p.createdBy, p.maxAttempts, channel).Scan(&n, &notified)
+	if err != nil {
+		return 0, fmt.Errorf("queue: CDC emit: %w", err)
+	}
+	return n, nil
+}
+
+// cdcEmitParams are the settings of one emission.
+type cdcEmitParams struct {
+	controller     string
+	pendingTimeout time.Duration
+	includeRow     bool
+	limit          int
+	names          map[CDCAction]string
+	keyPrefix      string
+	createdBy      string
+	maxAttempts    int
+}
+
+// cdcDiffRows streams the diff to fn, one change at a time.
+func (d *PostgresDriver) cdcDiffRows(ctx context.Context, source, hash, controller string, includeRow bool, limit int, fn func(CDCObjectAction) error) error {
+	rows, err := d.db.QueryContext(ctx, d.cdcDiffSQL(source, hash)+` SELECT object_id, action, target::text, row FROM diff`,
+		controller, 0.0, includeRow, limit)
+	if err != nil {
+		return fmt.Errorf("queue: CDC diff: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o CDCObjectAction
+		var action string
+		var row []byte
+		if err := rows.Scan(&o.ObjectID, &action, &o.Hash, &row); err != nil {
+			return err
+		}
+		o.Action = CDCAction(action)
+		if len(row) > 0 {
+			o.Row = json.RawMessage(row)
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// cdcMarkSynced records objects as synced at their hash: stored hashes take
+// the new value, a pending emission of that hash is cleared, and objects
+// whose delete went through are forgotten.
+func (d *PostgresDriver) cdcMarkSynced(ctx context.Context, controller string, objects []CDCObjectAction) error {
+	if len(objects) == 0 {
+		return nil
+	}
+	ids, hashes := make([]string, len(objects)), make([]string, len(objects))
+	var deleted []string
+	for i, o := range objects {
+		ids[i], hashes[i] = o.ObjectID, o.Hash
+		if o.Action == CDCActionDelete {
+			deleted = append(deleted, o.ObjectID)
+		}
+	}
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, d.names.render("cdcSynced", `
+INSERT INTO {{.CDC}} AS c (cdc_controller_id, object_id, hash)
+SELECT $1, o.id, nullif(o.hash, '`+zeroHash+`')
+FROM unnest($2::text[], $3::uuid[]) AS o(id, hash)
+ON CONFLICT (cdc_controller_id, object_id) DO UPDATE
+SET hash = excluded.hash,
+	pending_hash = CASE WHEN c.pending_hash = coalesce(excluded.hash, '`+zeroHash+`') THEN NULL ELSE c.pending_hash END,
+	pending_at = CASE WHEN c.pending_hash = coalesce(excluded.hash, '`+zeroHash+`') THEN NULL ELSE c.pending_at END,
+	updated_at = now()`), controller, pq.Array(ids), pq.Array(hashes))
+	if err != nil {
+		return fmt.Errorf("queue: CDC mark synced: %w", err)
+	}
+	if len(deleted) > 0 {
+		_, err = tx.ExecContext(ctx, d.names.render("cdcForget", `
+DELETE FROM {{.CDC}}
+WHERE cdc_controller_id = $1 AND object_id = ANY ($2::text[]) AND hash IS NULL AND pending_hash IS NULL`),
+			controller, pq.Array(deleted))
+		if err != nil {
+			return fmt.Errorf("queue: CDC forget deleted: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// cdcClearPending forgets a pending emission that failed for good, so the
+// next diff emits the object again.
+func (d *PostgresDriver) cdcClearPending(ctx context.Context, controller, objectID, hash string) error {
+	_, err := d.db.ExecContext(ctx, d.names.render("cdcClear", `
+UPDATE {{.CDC}} SET pending_hash = NULL, pending_at = NULL, updated_at = now()
+WHERE cdc_controller_id = $1 AND object_id = $2 AND pending_hash = $3`), controller, objectID, hash)
+	if err != nil {
+		return fmt.Errorf("queue: CDC clear pending: %w", err)
+	}
+	return nil
+}
+
+// ErrCDCHashVersion is returned when a controller's tracked columns (or
+// their types) changed since its hashes were stored: new hashes would not
+// compare with the stored ones. Re-baseline with WithCDCRebaseline.
+var ErrCDCHashVersion = errors.New("queue: CDC hash version changed")
+
+// cdcCheckVersion records a controller's hash version on first use and
+// compares it afterwards. With rebaseline, a changed version recomputes the
+// stored hashes of synced objects from the source, without emitting.
+func (d *PostgresDriver) cdcCheckVersion(ctx context.Context, controller, name, version, source, hash string, rebaseline bool) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var stored string
+	err = tx.QueryRowContext(ctx, `
+WITH ins AS (
+	INSERT INTO `+d.names.Schema+`.cdc_controller (cdc_controller_id, name, hash_version)
+	VALUES ($1, $2, $3) ON CONFLICT (cdc_controller_id) DO NOTHING RETURNING hash_version)
+SELECT hash_version FROM ins
+UNION ALL
+SELECT hash_version FROM `+d.names.Schema+`.cdc_controller WHERE cdc_controller_id = $1
+LIMIT 1`, controller, name, version).Scan(&stored)
+	if err != nil {
+		return fmt.Errorf("queue: CDC controller %q: %w", name, err)
+	}
+	if stored == version {
+		return tx.Commit()
+	}
+	if !rebaseline {
+		return fmt.Errorf("%w: controller %q stored hashes as %s, the source now hashes as %s (its tracked columns or their types changed); re-baseline or restore the columns",
+			ErrCDCHashVersion, name, stored, version)
+	}
+	if _, err := tx.ExecContext(ctx, d.names.render("cdcRebaseline", `
+UPDATE {{.CDC}} c SET hash = src.hash, updated_at = now()
+FROM (SELECT (s.object_id)::text AS object_id, `+hash+` AS hash FROM (`+source+`) s) src
+WHERE c.cdc_controller_id = $1 AND c.object_id = src.object_id AND c.hash IS NOT NULL`), controller); err != nil {
+		return fmt.Errorf("queue: CDC re-baseline %q: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE `+d.names.Schema+`.cdc_controller SET hash_version = $2, updated_at = now() WHERE cdc_controller_id = $1`,
+		controller, version); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// cdcLock takes the controller's lock for the rest of tx, waiting for a
+// concurrent run of the same controller to commit first.
+func (d *PostgresDriver) cdcLock(ctx context.Context, tx *sql.Tx, controller string) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('esync-cdc:' || $1::text, 0))`, controller)
+	return err
+}
+
+// checkCDCSource refuses a source that would break out of its subquery.
+func checkCDCSource(source string) error {
+	trimmed := strings.TrimSpace(strings.TrimRight(strings.TrimSpace(source), ";"))
+	if trimmed == "" {
+		return errors.New("queue: CDC source query is empty")
+	}
+	if strings.Contains(trimmed, ";") {
+		return errors.New("queue: CDC source must be one query (no ';')")
+	}
+	return nil
+}
