@@ -1,0 +1,609 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"mime"
+	"net"
+	"net/http"
+	"net/mail"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Contact is one contact held by the CRM.
+type Contact struct {
+	// ID is the CRM's own id, assigned when the contact is created.
+	ID string `json:"id"`
+	// ExternalID is our customer id; the CRM's API addresses contacts by it.
+	ExternalID string `json:"external_id"`
+	// Name is the contact's display name; never empty.
+	Name string `json:"name"`
+	// Email is the contact's address; empty or a valid address.
+	Email string `json:"email"`
+	// Tier is a free-form customer tier ("gold", "free", ...).
+	Tier string `json:"tier"`
+	// UpdatedAt is when the contact was last created or updated.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CRMConfig configures a CRMServer. The zero value is a well-behaved CRM
+// with a random token and no faults.
+type CRMConfig struct {
+	// Token is the bearer token every request must carry. Empty means a
+	// random token, readable with CRMServer.Token.
+	Token string
+	// FaultRate is the fraction (0 to 1) of authorised, admitted requests
+	// answered with a fault status before anything is done.
+	FaultRate float64
+	// FaultStatuses are the statuses a fault answers with, picked at random.
+	// Empty means 503 and 500.
+	FaultStatuses []int
+	// LostAnswerRate is the fraction (0 to 1) of successful writes that are
+	// applied but answered 500, as if the answer got lost on the way back:
+	// a retry then finds the contact already created, updated or gone.
+	LostAnswerRate float64
+	// HangRate is the fraction (0 to 1) of requests that never get an
+	// answer: they hang until the client gives up or the server closes.
+	HangRate float64
+	// RateLimit is how many requests the CRM admits within any one second;
+	// further requests are answered 429 with "Retry-After: 1". 0 means no
+	// limit.
+	RateLimit int
+	// Seed seeds the fault draws, so a seeded CRM faults the same requests
+	// in the same order every time.
+	Seed uint64
+	// Now is the CRM's clock, for updated_at and the rate limiter; nil
+	// means time.Now. Tests pass a fixed clock to make the limiter exact.
+	Now func() time.Time
+}
+
+// CRMStats counts the requests a CRMServer has answered.
+type CRMStats struct {
+	// Requests is the number of requests that arrived, answered or not.
+	Requests int
+	// ByStatus counts answers per HTTP status.
+	ByStatus map[int]int
+	// Faults counts requests answered with an injected fault status.
+	Faults int
+	// LostAnswers counts writes applied but answered 500.
+	LostAnswers int
+	// Hung counts requests left unanswered on purpose.
+	Hung int
+	// RateLimited counts requests answered 429 by the rate limiter.
+	RateLimited int
+	// Created, Updated and Deleted count the writes applied to the store.
+	Created, Updated, Deleted int
+}
+
+// String summarises the counters on one line, statuses in order.
+func (s CRMStats) String() string {
+	codes := make([]int, 0, len(s.ByStatus))
+	for code := range s.ByStatus {
+		codes = append(codes, code)
+	}
+	sort.Ints(codes)
+	parts := make([]string, 0, len(codes))
+	for _, code := range codes {
+		parts = append(parts, fmt.Sprintf("%d×%d", s.ByStatus[code], code))
+	}
+	return fmt.Sprintf("%d requests (%s); %d created, %d updated, %d deleted; injected: %d faults, %d lost answers, %d hung, %d rate-limited",
+		s.Requests, strings.Join(parts, ", "), s.Created, s.Updated, s.Deleted, s.Faults, s.LostAnswers, s.Hung, s.RateLimited)
+}
+
+// CRMServer is a small CRM with a REST API on loopback, holding contacts in
+// memory. It checks a bearer token, validates JSON bodies strictly, and can
+// inject faults (5xx answers, lost answers, hangs) and rate-limit, so that a
+// client's retries become visible. It is safe for concurrent use.
+//
+// Endpoints (all under the bearer token; errors are JSON objects with
+// "code" and "message", except the router's plain-text 404 for an unknown
+// path and 405 for a wrong method):
+//
+//	POST   /v1/contacts                 create; 201, or 409 if external_id exists
+//	GET    /v1/contacts                 list all, in creation order
+//	GET    /v1/contacts/{external_id}   read one; 404 if missing
+//	PUT    /v1/contacts/{external_id}   update; 200, or 404 if missing
+//	DELETE /v1/contacts/{external_id}   delete; 204, or 404 if missing
+//
+// A request is checked in this order: token (401), rate limit (429), fault
+// injection, then routing and validation (400, 404, 405, 409, 413, 415).
+type CRMServer struct {
+	cfg      CRMConfig
+	token    string
+	ln       net.Listener
+	srv      *http.Server
+	closing  chan struct{}
+	closeOne sync.Once
+
+	mu       sync.Mutex
+	rng      *mrand.Rand
+	contacts map[string]Contact // by external id
+	nextID   int
+	admitted []time.Time // admission times within the last second, oldest first
+	stats    CRMStats
+	byStatus map[int]int
+}
+
+// StartCRM starts a CRM listening on 127.0.0.1 at a free port.
+func StartCRM(cfg CRMConfig) (*CRMServer, error) {
+	for name, rate := range map[string]float64{"FaultRate": cfg.FaultRate, "LostAnswerRate": cfg.LostAnswerRate, "HangRate": cfg.HangRate} {
+		if math.IsNaN(rate) || rate < 0 || rate > 1 {
+			return nil, fmt.Errorf("crm: %s %v is not between 0 and 1", name, rate)
+		}
+	}
+	if cfg.RateLimit < 0 {
+		return nil, fmt.Errorf("crm: RateLimit %d is negative", cfg.RateLimit)
+	}
+	cfg.FaultStatuses = slices.Clone(cfg.FaultStatuses)
+	if len(cfg.FaultStatuses) == 0 {
+		cfg.FaultStatuses = []int{http.StatusServiceUnavailable, http.StatusInternalServerError}
+	}
+	for _, code := range cfg.FaultStatuses {
+		if code < 400 || code > 599 {
+			return nil, fmt.Errorf("crm: fault status %d is not an error status", code)
+		}
+	}
+	token := cfg.Token
+	if token == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("crm: cannot make a token: %w", err)
+		}
+		token = "crm_" + hex.EncodeToString(b)
+	}
+	if strings.ContainsAny(token, " \t\r\n") {
+		return nil, errors.New("crm: the token contains spaces or line breaks")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("crm: listen: %w", err)
+	}
+	s := &CRMServer{
+		cfg:      cfg,
+		token:    token,
+		ln:       ln,
+		closing:  make(chan struct{}),
+		rng:      mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		contacts: map[string]Contact{},
+		byStatus: map[int]int{},
+	}
+	s.srv = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go s.srv.Serve(ln) //nolint:errcheck // Serve returns ErrServerClosed on Close
+	return s, nil
+}
+
+// URL returns the CRM's base URL, such as http://127.0.0.1:41234.
+func (s *CRMServer) URL() string { return "http://" + s.ln.Addr().String() }
+
+// Token returns the bearer token the CRM accepts.
+func (s *CRMServer) Token() string { return s.token }
+
+// Close stops the CRM: hung requests are released, the listener closes,
+// and Close waits (up to five seconds) for requests in progress.
+func (s *CRMServer) Close() {
+	s.closeOne.Do(func() {
+		close(s.closing)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			s.srv.Close()
+		}
+	})
+}
+
+// Snapshot returns a copy of the CRM's contacts by external id.
+func (s *CRMServer) Snapshot() map[string]Contact {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]Contact, len(s.contacts))
+	for k, c := range s.contacts {
+		out[k] = c
+	}
+	return out
+}
+
+// Stats returns a copy of the CRM's request counters.
+func (s *CRMServer) Stats() CRMStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.ByStatus = make(map[int]int, len(s.byStatus))
+	for k, v := range s.byStatus {
+		st.ByStatus[k] = v
+	}
+	return st
+}
+
+// handler wraps the routes in counting, auth, rate limiting and faults.
+func (s *CRMServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/contacts", s.createContact)
+	mux.HandleFunc("GET /v1/contacts", s.listContacts)
+	mux.HandleFunc("GET /v1/contacts/{external_id}", s.getContact)
+	mux.HandleFunc("PUT /v1/contacts/{external_id}", s.updateContact)
+	mux.HandleFunc("DELETE /v1/contacts/{external_id}", s.deleteContact)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.arrived()
+		cw := &crmStatusWriter{ResponseWriter: w, s: s}
+		if !s.authorised(r) {
+			cw.Header().Set("WWW-Authenticate", `Bearer realm="crm"`)
+			writeCRMError(cw, http.StatusUnauthorized, "unauthorized", "missing or invalid bearer token")
+			return
+		}
+		if !s.admit() {
+			cw.Header().Set("Retry-After", "1")
+			writeCRMError(cw, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %d requests per second; retry after 1 second", s.cfg.RateLimit))
+			return
+		}
+		switch fault := s.drawFault(); {
+		case fault == faultHang:
+			s.hang(r)
+			panic(http.ErrAbortHandler) // drop the connection without an answer
+		case fault > 0:
+			writeCRMError(cw, fault, "injected_fault", fmt.Sprintf("injected fault: %d %s", fault, http.StatusText(fault)))
+			return
+		}
+		mux.ServeHTTP(cw, r)
+	})
+}
+
+// faultHang is drawFault's answer for a request that is never answered.
+const faultHang = -1
+
+// drawFault decides, from the seeded generator, whether the request is
+// answered with a fault: a status, faultHang, or 0 for none.
+func (s *CRMServer) drawFault() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.HangRate > 0 && s.rng.Float64() < s.cfg.HangRate {
+		s.stats.Hung++
+		return faultHang
+	}
+	if s.cfg.FaultRate > 0 && s.rng.Float64() < s.cfg.FaultRate {
+		s.stats.Faults++
+		return s.cfg.FaultStatuses[s.rng.IntN(len(s.cfg.FaultStatuses))]
+	}
+	return 0
+}
+
+// loseAnswer decides, from the seeded generator, whether an applied write
+// is answered 500 instead of its real answer.
+func (s *CRMServer) loseAnswer() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.LostAnswerRate > 0 && s.rng.Float64() < s.cfg.LostAnswerRate {
+		s.stats.LostAnswers++
+		return true
+	}
+	return false
+}
+
+// hang waits until the client gives up or the CRM closes.
+func (s *CRMServer) hang(r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-s.closing:
+	}
+}
+
+// authorised reports whether r carries the CRM's bearer token.
+func (s *CRMServer) authorised(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && token == s.token
+}
+
+// admit applies the rate limit: a request is admitted when fewer than
+// RateLimit requests were admitted within the second before it.
+func (s *CRMServer) admit() bool {
+	if s.cfg.RateLimit == 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	keep := s.admitted[:0]
+	for _, t := range s.admitted {
+		if now.Sub(t) < time.Second {
+			keep = append(keep, t)
+		}
+	}
+	s.admitted = keep
+	if len(s.admitted) >= s.cfg.RateLimit {
+		s.stats.RateLimited++
+		return false
+	}
+	s.admitted = append(s.admitted, now)
+	return true
+}
+
+// arrived counts one request as it arrives.
+func (s *CRMServer) arrived() {
+	s.mu.Lock()
+	s.stats.Requests++
+	s.mu.Unlock()
+}
+
+// answered counts one answer by status, before it is sent, so a client
+// that has its answer always finds it counted.
+func (s *CRMServer) answered(status int) {
+	s.mu.Lock()
+	s.byStatus[status]++
+	s.mu.Unlock()
+}
+
+// contactInput is the body of a create or an update. Unknown fields are
+// refused; external_id is required on create and, if given on update, must
+// match the path.
+type contactInput struct {
+	ExternalID *string `json:"external_id"`
+	Name       *string `json:"name"`
+	Email      *string `json:"email"`
+	Tier       *string `json:"tier"`
+}
+
+// maxContactBodyBytes bounds a request body.
+const maxContactBodyBytes = 64 << 10
+
+// readContactInput decodes and validates a request body; on failure it has already
+// written the error answer.
+func readContactInput(w http.ResponseWriter, r *http.Request) (contactInput, bool) {
+	var in contactInput
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeCRMError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("Content-Type %q is not application/json", ct))
+			return in, false
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxContactBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeCRMError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", maxContactBodyBytes))
+			return in, false
+		}
+		writeCRMError(w, http.StatusBadRequest, "invalid_json", "the body is not a valid contact: "+strings.TrimPrefix(err.Error(), "json: "))
+		return in, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeCRMError(w, http.StatusBadRequest, "invalid_json", "the body holds more than one JSON value")
+		return in, false
+	}
+	if msg := validateInput(in); msg != "" {
+		writeCRMError(w, http.StatusBadRequest, "validation_failed", msg)
+		return in, false
+	}
+	return in, true
+}
+
+// validateInput checks the fields of a contact body and returns what is wrong,
+// or "" when nothing is.
+func validateInput(in contactInput) string {
+	var problems []string
+	if in.ExternalID != nil {
+		if msg := checkExternalID(*in.ExternalID); msg != "" {
+			problems = append(problems, msg)
+		}
+	}
+	switch {
+	case in.Name == nil || strings.TrimSpace(*in.Name) == "":
+		problems = append(problems, "name is required")
+	case utf8.RuneCountInString(*in.Name) > 200:
+		problems = append(problems, "name is longer than 200 characters")
+	}
+	if in.Email != nil && *in.Email != "" {
+		if a, err := mail.ParseAddress(*in.Email); err != nil || a.Address != *in.Email || a.Name != "" {
+			problems = append(problems, fmt.Sprintf("email %q is not a valid address", *in.Email))
+		}
+	}
+	if in.Tier != nil && utf8.RuneCountInString(*in.Tier) > 50 {
+		problems = append(problems, "tier is longer than 50 characters")
+	}
+	return strings.Join(problems, "; ")
+}
+
+// checkExternalID says what is wrong with an external id, or "".
+func checkExternalID(id string) string {
+	switch {
+	case strings.TrimSpace(id) == "":
+		return "external_id is required"
+	case len(id) > 128:
+		return "external_id is longer than 128 bytes"
+	case strings.ContainsAny(id, "/?#") || strings.TrimSpace(id) != id:
+		return fmt.Sprintf("external_id %q contains spaces, '/', '?' or '#'", id)
+	}
+	return ""
+}
+
+// createContact handles POST /v1/contacts.
+func (s *CRMServer) createContact(w http.ResponseWriter, r *http.Request) {
+	in, ok := readContactInput(w, r)
+	if !ok {
+		return
+	}
+	if in.ExternalID == nil {
+		writeCRMError(w, http.StatusBadRequest, "validation_failed", "external_id is required")
+		return
+	}
+	s.mu.Lock()
+	if old, exists := s.contacts[*in.ExternalID]; exists {
+		s.mu.Unlock()
+		writeCRMError(w, http.StatusConflict, "already_exists", fmt.Sprintf("a contact with external_id %q already exists (id %s)", old.ExternalID, old.ID))
+		return
+	}
+	s.nextID++
+	c := Contact{ID: fmt.Sprintf("ct_%06d", s.nextID), ExternalID: *in.ExternalID, UpdatedAt: s.cfg.Now().UTC()}
+	applyInput(&c, in)
+	s.contacts[c.ExternalID] = c
+	s.stats.Created++
+	s.mu.Unlock()
+	if s.loseAnswer() {
+		writeCRMError(w, http.StatusInternalServerError, "internal_error", "the answer was lost")
+		return
+	}
+	w.Header().Set("Location", "/v1/contacts/"+c.ExternalID)
+	writeCRMJSON(w, http.StatusCreated, c)
+}
+
+// updateContact handles PUT /v1/contacts/{external_id}: the body replaces
+// the contact's name, email and tier.
+func (s *CRMServer) updateContact(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("external_id")
+	in, ok := readContactInput(w, r)
+	if !ok {
+		return
+	}
+	if in.ExternalID != nil && *in.ExternalID != id {
+		writeCRMError(w, http.StatusBadRequest, "validation_failed", fmt.Sprintf("external_id %q in the body does not match %q in the path", *in.ExternalID, id))
+		return
+	}
+	s.mu.Lock()
+	c, exists := s.contacts[id]
+	if !exists {
+		s.mu.Unlock()
+		writeContactNotFound(w, id)
+		return
+	}
+	applyInput(&c, in)
+	c.UpdatedAt = s.cfg.Now().UTC()
+	s.contacts[id] = c
+	s.stats.Updated++
+	s.mu.Unlock()
+	if s.loseAnswer() {
+		writeCRMError(w, http.StatusInternalServerError, "internal_error", "the answer was lost")
+		return
+	}
+	writeCRMJSON(w, http.StatusOK, c)
+}
+
+// deleteContact handles DELETE /v1/contacts/{external_id}.
+func (s *CRMServer) deleteContact(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("external_id")
+	s.mu.Lock()
+	_, exists := s.contacts[id]
+	if exists {
+		delete(s.contacts, id)
+		s.stats.Deleted++
+	}
+	s.mu.Unlock()
+	if !exists {
+		writeContactNotFound(w, id)
+		return
+	}
+	if s.loseAnswer() {
+		writeCRMError(w, http.StatusInternalServerError, "internal_error", "the answer was lost")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// getContact handles GET /v1/contacts/{external_id}.
+func (s *CRMServer) getContact(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("external_id")
+	s.mu.Lock()
+	c, exists := s.contacts[id]
+	s.mu.Unlock()
+	if !exists {
+		writeContactNotFound(w, id)
+		return
+	}
+	writeCRMJSON(w, http.StatusOK, c)
+}
+
+// contactList is the answer of GET /v1/contacts.
+type contactList struct {
+	Contacts []Contact `json:"contacts"`
+	Count    int       `json:"count"`
+}
+
+// listContacts handles GET /v1/contacts: every contact, oldest first.
+func (s *CRMServer) listContacts(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	list := make([]Contact, 0, len(s.contacts))
+	for _, c := range s.contacts {
+		list = append(list, c)
+	}
+	s.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	writeCRMJSON(w, http.StatusOK, contactList{Contacts: list, Count: len(list)})
+}
+
+// applyInput copies the fields of in onto c; absent email and tier become empty.
+func applyInput(c *Contact, in contactInput) {
+	c.Name = strings.TrimSpace(*in.Name)
+	c.Email, c.Tier = "", ""
+	if in.Email != nil {
+		c.Email = *in.Email
+	}
+	if in.Tier != nil {
+		c.Tier = *in.Tier
+	}
+}
+
+// crmError is the body of every error answer.
+type crmError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// writeContactNotFound answers 404 for a missing contact.
+func writeContactNotFound(w http.ResponseWriter, id string) {
+	writeCRMError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no contact with external_id %q", id))
+}
+
+// writeCRMError answers status with a JSON error body.
+func writeCRMError(w http.ResponseWriter, status int, code, message string) {
+	writeCRMJSON(w, status, crmError{Code: code, Message: message})
+}
+
+// writeCRMJSON answers status with v encoded as JSON.
+func writeCRMJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"code":"internal_error","message":"cannot encode the answer"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	w.Write(append(body, '\n')) //nolint:errcheck // the client went away
+}
+
+// crmStatusWriter counts the status a handler answers with.
+type crmStatusWriter struct {
+	http.ResponseWriter
+	s       *CRMServer
+	written bool
+}
+
+// WriteHeader counts the status and passes it on.
+func (w *crmStatusWriter) WriteHeader(code int) {
+	if !w.written {
+		w.written = true
+		w.s.answered(code)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write passes the body on; a body without a status is a 200.
+func (w *crmStatusWriter) Write(b []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
