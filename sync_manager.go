@@ -188,10 +188,14 @@ func (m *SyncManager) Start(ctx context.Context) error {
 	for _, s := range m.streams {
 		sort.Strings(s.names)
 		s.start()
+	}
+	// Listen before the first claims: a task added after a stream's first
+	// (empty) claim is announced only by its NOTIFY.
+	m.startListener(ctx)
+	for _, s := range m.streams {
 		m.streamLoops.Add(1)
 		go m.runStream(s)
 	}
-	m.startListener(ctx)
 	m.loops.Add(2)
 	go m.leases.run()
 	go m.runMaintenance()
