@@ -223,7 +223,7 @@ func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 		}
 		return n, tx.Commit()
 	case CDCCallbacks:
-		n, err := r.applyCallbacks(ctx, t, hash)
+		n, err := r.applyCallbacks(ctx, tx, t, hash)
 		if cerr := tx.Commit(); err == nil {
 			err = cerr
 		}
@@ -234,7 +234,7 @@ func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 
 // applyCallbacks streams the diff through the callbacks and records the
 // successes in batches, so memory stays flat on large sources.
-func (r *CDCRunnerAction) applyCallbacks(ctx context.Context, t CDCCallbacks, hash string) (int, error) {
+func (r *CDCRunnerAction) applyCallbacks(ctx context.Context, tx *sql.Tx, t CDCCallbacks, hash string) (int, error) {
 	const batch = 500
 	var synced []CDCObjectAction
 	var errs *multierror.Error
@@ -244,7 +244,7 @@ func (r *CDCRunnerAction) applyCallbacks(ctx context.Context, t CDCCallbacks, ha
 		synced = synced[:0]
 		return err
 	}
-	err := r.driver.cdcDiffRows(ctx, r.source.query, hash, r.controller, true, r.batchLimit, func(o CDCObjectAction) error {
+	err := r.driver.cdcDiffRows(ctx, tx, r.source.query, hash, r.controller, true, r.batchLimit, func(o CDCObjectAction) error {
 		fn := map[CDCAction]CDCFunc{CDCActionCreate: t.Create, CDCActionUpdate: t.Update, CDCActionDelete: t.Delete}[o.Action]
 		if err := fn(o); err != nil {
 			errs = multierror.Append(errs, fmt.Errorf("%s %s: %w", o.Action, o.ObjectID, err))

@@ -26,9 +26,11 @@ const zeroHash = "00000000-0000-0000-0000-000000000000"
 func (d *PostgresDriver) cdcDiffSQL(source, hash string) string {
 	return d.names.render("cdcDiff", `
 WITH src AS (
+	-- OFFSET 0 keeps this a subquery, so each row's hash is computed once.
 	SELECT (s.object_id)::text AS object_id, `+hash+` AS hash,
 		CASE WHEN $3::bool THEN to_jsonb(s) END AS row
 	FROM (`+source+`) s
+	OFFSET 0
 ), cur AS (
 	SELECT object_id, hash, pending_hash, pending_at FROM {{.CDC}} WHERE cdc_controller_id = $1
 ), diff AS (
@@ -94,8 +96,8 @@ type cdcEmitParams struct {
 }
 
 // cdcDiffRows streams the diff to fn, one change at a time.
-func (d *PostgresDriver) cdcDiffRows(ctx context.Context, source, hash, controller string, includeRow bool, limit int, fn func(CDCObjectAction) error) error {
-	rows, err := d.db.QueryContext(ctx, d.cdcDiffSQL(source, hash)+` SELECT object_id, action, target::text, row FROM diff`,
+func (d *PostgresDriver) cdcDiffRows(ctx context.Context, tx *sql.Tx, source, hash, controller string, includeRow bool, limit int, fn func(CDCObjectAction) error) error {
+	rows, err := tx.QueryContext(ctx, d.cdcDiffSQL(source, hash)+` SELECT object_id, action, target::text, row FROM diff`,
 		controller, 0.0, includeRow, limit)
 	if err != nil {
 		return fmt.Errorf("queue: CDC diff: %w", err)
@@ -222,9 +224,10 @@ WHERE c.cdc_controller_id = $1 AND c.object_id = src.object_id AND c.hash IS NOT
 }
 
 // cdcLock takes the controller's lock for the rest of tx, waiting for a
-// concurrent run of the same controller to commit first.
+// concurrent run of the same controller to commit first, and gives the
+// diff's hash join room to stay in memory.
 func (d *PostgresDriver) cdcLock(ctx context.Context, tx *sql.Tx, controller string) error {
-	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('esync-cdc:' || $1::text, 0))`, controller)
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('esync-cdc:' || $1::text, 0)), set_config('work_mem', '64MB', true)`, controller)
 	return err
 }
 
