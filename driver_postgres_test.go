@@ -454,6 +454,9 @@ func TestRedactDSN(t *testing.T) {
 		{"host=db password='s3 cret \\' x' dbname=app", "host=db password=xxxxx dbname=app"},
 		{"host=db PASSWORD = s3cret", "host=db PASSWORD = xxxxx"},
 		{"host=db user=bob dbname=app", "host=db user=bob dbname=app"},
+		// URLs that do not parse still lose their password.
+		{"postgres://bob:s3cret@host:badport/db", "postgres://bob:xxxxx@host:badport/db"},
+		{"postgres://bob:p%zzword@host/db", "postgres://bob:xxxxx@host/db"},
 	}
 	for _, c := range cases {
 		if got := queue.RedactDSN(c.in); got != c.want {

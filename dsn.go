@@ -24,8 +24,16 @@ func RedactDSN(dsn string) string {
 		}
 		return u.String()
 	}
+	if strings.Contains(dsn, "://") {
+		// A URL that does not parse: hide whatever stands between the
+		// user's colon and the @.
+		return urlPassword.ReplaceAllString(dsn, "${1}xxxxx@")
+	}
 	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+// urlPassword matches the user:password@ part of a URL.
+var urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
 
 // redactSecrets removes from text the password that dsn carries, wherever it
 // appears.
