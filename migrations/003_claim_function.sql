@@ -11,6 +11,16 @@
 --    fresh snapshot: a claim that held the key's lock before us has
 --    committed by now). The winner is set IN PROGRESS under a new lease
 --    token; older pending tasks of the key become SUPERSEDED pointing at it.
+--
+-- A pending task older than a task of its key that has already started
+-- never runs (invariant 2). Such a task appears when its transaction commits
+-- after a newer task of the key was claimed (ids come from a sequence,
+-- visibility from commit order), or when it is due again after the newer
+-- task ran. It is superseded by the newest started task of its key, as are
+-- the pending tasks older than that one. A task has started when it was
+-- claimed: attempts > 0, or, after a retry or a release reset its attempts,
+-- last_attempted later than created_at (both get the same now() when a task
+-- is added).
 CREATE OR REPLACE FUNCTION {{.QObj "claim"}}(p_names text[], p_limit integer, p_lease interval)
 RETURNS SETOF {{.Table}}
 LANGUAGE plpgsql VOLATILE
@@ -53,13 +63,20 @@ BEGIN
 			AND c.state IN ('READY', 'RETRY')
 			AND c.do_after <= now()
 		ORDER BY c.task_key, c.id DESC
-	), winners AS (
-		SELECT h.id
+	), checked AS (
+		SELECT h.id, h.task_key, h.task_name,
+			(SELECT max(n.id) FROM {{.Table}} n
+			 WHERE n.task_key = h.task_key AND n.id > h.id
+				AND (n.attempts > 0 OR n.last_attempted > n.created_at)) AS newer_started
 		FROM heads h
-		WHERE h.task_name = ANY (p_names)
+	), winners AS (
+		SELECT k.id
+		FROM checked k
+		WHERE k.newer_started IS NULL
+			AND k.task_name = ANY (p_names)
 			AND NOT EXISTS (
 				SELECT 1 FROM {{.Table}} r
-				WHERE r.task_key = h.task_key AND r.state = 'IN PROGRESS')
+				WHERE r.task_key = k.task_key AND r.state = 'IN PROGRESS')
 	), claimed AS (
 		UPDATE {{.Table}} t
 		SET state = 'IN PROGRESS',
@@ -70,15 +87,19 @@ BEGIN
 		FROM winners w
 		WHERE t.id = w.id AND t.state IN ('READY', 'RETRY')
 		RETURNING t.*
+	), supersessions AS (
+		SELECT c.task_key, c.id AS by_id FROM claimed c
+		UNION ALL
+		SELECT k.task_key, k.newer_started FROM checked k WHERE k.newer_started IS NOT NULL
 	), superseded AS (
 		UPDATE {{.Table}} s
 		SET state = 'SUPERSEDED',
-			superseded_by = c.id,
+			superseded_by = x.by_id,
 			finished_at = now(),
-			last_attempt_message = 'superseded by task ' || c.id
-		FROM claimed c
-		WHERE s.task_key = c.task_key
-			AND s.id < c.id
+			last_attempt_message = 'superseded by task ' || x.by_id
+		FROM supersessions x
+		WHERE s.task_key = x.task_key
+			AND s.id < x.by_id
 			AND s.state IN ('READY', 'RETRY')
 	)
 	SELECT * FROM claimed ORDER BY claimed.id;
