@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-multierror"
 )
 
 // completer writes task results in batches: while one Finish is on its way,
@@ -17,6 +19,10 @@ type completer struct {
 	waiting atomic.Int64 // results added but not yet written
 	done    chan struct{}
 	once    sync.Once
+
+	closing  atomic.Bool // close was called: failures are returned too
+	mu       sync.Mutex
+	closeErr *multierror.Error
 }
 
 type finished struct {
@@ -41,11 +47,16 @@ func (c *completer) add(c2 Completion, s *stream) {
 // pending reports how many results wait to be written.
 func (c *completer) pending() int64 { return c.waiting.Load() }
 
-// close writes what is queued and stops. Call it after every add.
+// close writes what is queued and stops. Call it after every add. It
+// returns the writes that failed after it was called (they were reported
+// too).
 func (c *completer) close() error {
+	c.closing.Store(true)
 	c.once.Do(func() { close(c.in) })
 	<-c.done
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeErr.ErrorOrNil()
 }
 
 func (c *completer) run() {
@@ -92,7 +103,13 @@ func (c *completer) write(batch []finished) {
 		time.Sleep(wait)
 	}
 	if err != nil {
-		c.m.report(fmt.Errorf("finish %d tasks: %w (their leases will expire and they will run again)", len(batch), err))
+		err = fmt.Errorf("finish %d tasks: %w (their leases will expire and they will run again)", len(batch), err)
+		c.m.report(err)
+		if c.closing.Load() {
+			c.mu.Lock()
+			c.closeErr = multierror.Append(c.closeErr, err)
+			c.mu.Unlock()
+		}
 	}
 	c.m.finishGen.Add(1)
 	c.waiting.Add(-int64(len(batch)))
