@@ -65,7 +65,9 @@ func (k *leaseKeeper) extend() {
 	defer cancel()
 	lost, err := k.m.driver.ExtendLeases(ctx, leases, k.m.cfg.lease)
 	if err != nil {
-		k.m.report(fmt.Errorf("extend leases: %w", err))
+		if k.m.runCtx.Err() == nil { // not cut short by the shutdown
+			k.m.report(fmt.Errorf("extend leases: %w", err))
+		}
 		return
 	}
 	k.mu.Lock()

@@ -30,7 +30,8 @@ func (m *SyncManager) runMaintenance() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(m.runCtx, m.cfg.maintenanceInterval*4)
-		if err := m.maintain(ctx, me); err != nil {
+		// A run cut short by the shutdown's cancellation is no error.
+		if err := m.maintain(ctx, me); err != nil && m.runCtx.Err() == nil {
 			m.report(fmt.Errorf("maintenance: %w", err))
 		}
 		cancel()
