@@ -1,3 +1,5 @@
+//go:build unix
+
 package execaction_test
 
 import (

@@ -4,11 +4,11 @@
 //
 // Usage:
 //
-//	sync, err := sqlaction.New(db,
+//	markSynced, err := sqlaction.New(db,
 //		`UPDATE customer SET synced_at = now() WHERE id = :customer_id`,
 //		sqlaction.WithTimeout(30*time.Second))
 //	if err != nil { ... }
-//	manager.RegisterTaskHandler(sync, "customer.synced")
+//	manager.RegisterTaskHandler(markSynced, "customer.synced")
 //
 //	refresh, err := sqlaction.NewScheduled(db, "reports",
 //		`REFRESH MATERIALIZED VIEW customer_totals`)
