@@ -191,6 +191,13 @@ func (r *CDCRunnerAction) Do() error {
 	return err
 }
 
+// DoContext is Do with a context; the SyncManager calls it so that a
+// shutdown can cancel a long diff.
+func (r *CDCRunnerAction) DoContext(ctx context.Context) error {
+	_, err := r.Run(ctx)
+	return err
+}
+
 // Run runs one diff and reports how many changes it emitted (or applied).
 func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 	hash, version, err := r.hashing(ctx)

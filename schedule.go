@@ -151,7 +151,20 @@ func (m *SyncManager) runScheduled(j *scheduledJob, s *stream, me string) {
 			m.report(fmt.Errorf("scheduled %s: panic: %v", j.name, r))
 		}
 	}()
-	if err := j.action.Do(); err != nil {
+	var err error
+	if c, ok := j.action.(contextAction); ok {
+		err = c.DoContext(m.runCtx)
+	} else {
+		err = j.action.Do()
+	}
+	if err != nil {
 		m.report(fmt.Errorf("scheduled %s: %w", j.name, err))
 	}
+}
+
+// contextAction is a scheduled action that can be cancelled: the manager
+// calls DoContext instead of Do, with a context cancelled when a shutdown
+// runs out of time.
+type contextAction interface {
+	DoContext(ctx context.Context) error
 }

@@ -152,6 +152,11 @@ var (
 	sharedErr  error
 )
 
+// Shared returns the process's one server, starting it on first use; the
+// harness stops it when the process exits. Example functions, which have no
+// *testing.T, can create their databases on it.
+func Shared() (*Server, error) { return sharedServer() }
+
 // sharedServer starts the process's one server on first use.
 func sharedServer() (*Server, error) {
 	sharedOnce.Do(func() {
