@@ -29,16 +29,7 @@ func WithListenDSN(dsn string) PostgresOption {
 // CancelUnhandled cancels up to limit due pending tasks whose name is not in
 // known, with a message naming the missing handler.
 func (d *PostgresDriver) CancelUnhandled(ctx context.Context, known []string, limit int) (int, error) {
-	return d.execCount(ctx, "cancel unhandled tasks", d.names.render("cancelUnhandled", `
-UPDATE {{.Table}}
-SET state = 'CANCELLED', finished_at = now(),
-	last_attempt_message = 'no handler registered for task name "' || task_name || '"'
-WHERE id IN (
-	SELECT id FROM {{.Table}}
-	WHERE state IN ('READY', 'RETRY') AND do_after <= now() AND task_name <> ALL ($1::text[])
-	ORDER BY id
-	LIMIT $2
-	FOR UPDATE SKIP LOCKED)`), pq.Array(known), limit)
+	return d.execCount(ctx, "cancel unhandled tasks", d.q.cancelUnhandled, pq.Array(known), limit)
 }
 
 // StartScheduledRun records that the scheduled action name starts now and
@@ -46,12 +37,7 @@ WHERE id IN (
 // process), in which case it reports false and records nothing.
 func (d *PostgresDriver) StartScheduledRun(ctx context.Context, name, startedBy string, window time.Duration) (bool, error) {
 	var one int
-	err := d.db.QueryRowContext(ctx, d.names.render("scheduleRun", `
-INSERT INTO {{.QObj "schedule"}} AS s (name, last_started, started_by)
-VALUES ($1, now(), $2)
-ON CONFLICT (name) DO UPDATE SET last_started = now(), started_by = $2
-WHERE s.last_started <= now() - make_interval(secs => $3)
-RETURNING 1`), name, startedBy, window.Seconds()).Scan(&one)
+	err := d.db.QueryRowContext(ctx, d.q.scheduleRun, name, startedBy, window.Seconds()).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

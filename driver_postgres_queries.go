@@ -52,6 +52,7 @@ func (n sqlNames) render(name, text string) string {
 type postgresQueries struct {
 	insert, claim, finish, extend, rescue, deleteFinished    string
 	get, list, count, countByState, cancel, cancelKey, retry string
+	cancelUnhandled, scheduleRun                             string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -162,5 +163,26 @@ WHERE t.id = $1 AND t.state IN ('FAILED', 'CANCELLED')
 		SELECT 1 FROM {{.Table}} n
 		WHERE n.task_key = t.task_key AND n.id > t.id
 			AND (n.attempts > 0 OR n.last_attempted > n.created_at))`),
+
+		// Due pending tasks whose name no handler of this process knows.
+		cancelUnhandled: n.render("cancelUnhandled", `
+UPDATE {{.Table}}
+SET state = 'CANCELLED', finished_at = now(),
+	last_attempt_message = 'no handler registered for task name "' || task_name || '"'
+WHERE id IN (
+	SELECT id FROM {{.Table}}
+	WHERE state IN ('READY', 'RETRY') AND do_after <= now() AND task_name <> ALL ($1::text[])
+	ORDER BY id
+	LIMIT $2
+	FOR UPDATE SKIP LOCKED)`),
+
+		// A scheduled run starts only if no run of the schedule started
+		// within the window, on any process.
+		scheduleRun: n.render("scheduleRun", `
+INSERT INTO {{.QObj "schedule"}} AS s (name, last_started, started_by)
+VALUES ($1, now(), $2)
+ON CONFLICT (name) DO UPDATE SET last_started = now(), started_by = $2
+WHERE s.last_started <= now() - make_interval(secs => $3)
+RETURNING 1`),
 	}
 }
