@@ -246,17 +246,21 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 	}
 	var errs *multierror.Error
 	close(m.stopClaiming)
+	// The scheduler waits (up to the stop timeout) for scheduled runs in
+	// progress, alongside the task actions: when ctx ends first, both get
+	// their context cancelled.
+	schedErr := make(chan error, 1)
 	if m.scheduler != nil {
-		// Waits (up to the stop timeout) for scheduled runs in progress.
-		if err := m.scheduler.Shutdown(); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("scheduler shutdown: %w", err))
-		}
+		go func() { schedErr <- m.scheduler.Shutdown() }()
+	} else {
+		schedErr <- nil
 	}
 	// Stream loops end after their current claim has started its tasks;
 	// only then is the set of running actions complete.
 	m.streamLoops.Wait()
 	done := make(chan struct{})
-	go func() { m.actions.Wait(); close(done) }()
+	var serr error
+	go func() { m.actions.Wait(); serr = <-schedErr; close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -264,6 +268,9 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 		// are released back to the queue by runTask.
 		m.cancelRuns(errShutdown)
 		<-done
+	}
+	if serr != nil {
+		errs = multierror.Append(errs, fmt.Errorf("scheduler shutdown: %w", serr))
 	}
 	errs = multierror.Append(errs, m.completer.close())
 	m.cancelRuns(errShutdown)
