@@ -1,0 +1,297 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/esync/queue"
+)
+
+// TestTaskRunTimeout: an action that blocks past WithTimeout sees its
+// context done with a deadline; the task goes to RETRY and runs again while
+// the first run is still blocked; the first run's late SUCCESS is dropped,
+// and the first run's lease cannot finish the task (fencing).
+func TestTaskRunTimeout(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	w := &claimWatcher{PostgresDriver: e.d}
+	type firstRun struct {
+		hadDeadline bool
+		err         error
+	}
+	firstSaw := make(chan firstRun, 1)
+	releaseFirst := make(chan struct{})
+	firstReturned := make(chan struct{})
+	secondStarted := make(chan struct{})
+	releaseSecond := make(chan struct{})
+	sm := queue.NewSyncManager(w)
+	err := sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		ctx := task.Context()
+		switch task.Attempt {
+		case 1:
+			_, ok := ctx.Deadline()
+			<-ctx.Done()
+			firstSaw <- firstRun{ok, ctx.Err()}
+			<-releaseFirst // keeps running long after the timeout
+			defer close(firstReturned)
+			return queue.TaskResultSuccess, "late success of the first run"
+		default:
+			close(secondStarted)
+			<-releaseSecond
+			return queue.TaskResultPermanentFailure, "second run"
+		}
+	}), "slow", queue.WithTimeout(200*time.Millisecond), queue.WithRetryPolicy(queue.ConstantBackoff(10*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := e.add(t, "slow", "k", nil)
+	smStart(t, sm)
+
+	var fr firstRun
+	select {
+	case fr = <-firstSaw:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first run's context was never done")
+	}
+	if !fr.hadDeadline || !errors.Is(fr.err, context.DeadlineExceeded) {
+		t.Fatalf("first run: deadline %v, ctx error %v; want a deadline and DeadlineExceeded", fr.hadDeadline, fr.err)
+	}
+	select {
+	case <-secondStarted:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the task did not run again after its timeout (state %s)", e.task(t, id).State)
+	}
+
+	// The second run holds the task now. The first run's lease is stale:
+	// finishing with it changes nothing.
+	leases := w.leasesOf(id)
+	if len(leases) != 2 {
+		t.Fatalf("task %d was claimed %d times, want 2", id, len(leases))
+	}
+	lost, err := e.d.Finish(e.ctx, []queue.Completion{{Lease: leases[0], State: queue.TaskDone, Message: "stale finish"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lost) != 1 || lost[0] != id {
+		t.Fatalf("finish with the first run's lease: lost %v, want [%d]", lost, id)
+	}
+	if task := e.task(t, id); task.State != queue.TaskInProgress || task.Attempt != 2 {
+		t.Fatalf("after the stale finish the task is %s (attempt %d), want IN PROGRESS (attempt 2)", task.State, task.Attempt)
+	}
+
+	// The first run now returns its late SUCCESS; then the second run ends.
+	close(releaseFirst)
+	<-firstReturned
+	close(releaseSecond)
+	smEventually(t, 20*time.Second, "the task to finish", func() bool { return e.task(t, id).State.Terminal() })
+	task := e.task(t, id)
+	if task.State != queue.TaskFailed || task.Message != "second run" || task.Attempt != 2 {
+		t.Fatalf("task ended %s %q after %d attempts; want FAILED \"second run\" after 2 (the first run's late success must be dropped)",
+			task.State, task.Message, task.Attempt)
+	}
+	// The manager itself dropped the late result: for the first lease it
+	// sent the timeout's RETRY and nothing else (the driver's fencing
+	// would have refused more, but it should not have to).
+	smStop(t, sm)
+	first := w.finishes(leases[0])
+	if len(first) != 1 || first[0].State != queue.TaskRetry || !strings.Contains(first[0].Message, "timed out") {
+		t.Fatalf("completions sent for the first run: %+v; want one RETRY saying it timed out", first)
+	}
+}
+
+// TestTaskRunTimeoutMessage: a run that times out leaves RETRY with a
+// message that says so.
+func TestTaskRunTimeoutMessage(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	sm := queue.NewSyncManager(e.d)
+	release := make(chan struct{})
+	defer close(release)
+	sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		<-release
+		return queue.TaskResultSuccess, ""
+	}), "stuck", queue.WithTimeout(100*time.Millisecond), queue.WithRetryPolicy(queue.ConstantBackoff(time.Hour)))
+	id := e.add(t, "stuck", "k", nil)
+	smStart(t, sm)
+	smEventually(t, 20*time.Second, "the task to time out", func() bool { return e.task(t, id).State == queue.TaskRetry })
+	if task := e.task(t, id); !strings.Contains(task.Message, "timed out") || task.Attempt != 1 {
+		t.Fatalf("task %s %q attempt %d, want a timeout message after attempt 1", task.State, task.Message, task.Attempt)
+	}
+}
+
+// TestTaskRunPanicRecovered: a panicking action makes its task RETRY with
+// the panic text as message, and the manager keeps running tasks.
+func TestTaskRunPanicRecovered(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	sm := queue.NewSyncManager(e.d)
+	sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		if task.Key == "bad" {
+			panic("boom in action 7f3a")
+		}
+		return queue.TaskResultSuccess, "fine"
+	}), "p", queue.WithRetryPolicy(queue.ConstantBackoff(time.Hour)))
+	bad := e.add(t, "p", "bad", nil)
+	smStart(t, sm)
+	smEventually(t, 20*time.Second, "the panicking task to be RETRY", func() bool { return e.task(t, bad).State == queue.TaskRetry })
+	task := e.task(t, bad)
+	if !strings.Contains(task.Message, "panic: boom in action 7f3a") || task.Attempt != 1 {
+		t.Fatalf("message %q, attempt %d; want the panic text after attempt 1", task.Message, task.Attempt)
+	}
+	good := e.add(t, "p", "good", nil)
+	smEventually(t, 20*time.Second, "a task after the panic to be DONE", func() bool { return e.task(t, good).State == queue.TaskDone })
+}
+
+// alwaysRetry counts its runs and asks for a retry every time.
+type alwaysRetry struct{ runs atomic.Int64 }
+
+func (a *alwaysRetry) Do(queue.Task) (queue.TaskResult, queue.TaskMessage) {
+	a.runs.Add(1)
+	return queue.TaskResultRetryFailure, "try again"
+}
+
+// TestTaskRunMaxAttemptsOfHandler: an always-RETRY action with a 10ms
+// constant backoff and WithTaskMaxAttempts(3) ends FAILED after exactly 3
+// runs.
+func TestTaskRunMaxAttemptsOfHandler(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	act := &alwaysRetry{}
+	sm := queue.NewSyncManager(e.d, queue.WithPollInterval(20*time.Millisecond))
+	sm.RegisterTaskHandler(act, "r", queue.WithRetryPolicy(queue.ConstantBackoff(10*time.Millisecond)), queue.WithTaskMaxAttempts(3))
+	id := e.add(t, "r", "k", nil)
+	smRunUntilDone(t, sm, time.Minute)
+	task := e.task(t, id)
+	if task.State != queue.TaskFailed || task.Attempt != 3 || act.runs.Load() != 3 {
+		t.Fatalf("task %s after %d attempts (%d runs), want FAILED after exactly 3", task.State, task.Attempt, act.runs.Load())
+	}
+	if !strings.Contains(task.Message, "gave up after 3 attempts") {
+		t.Fatalf("message %q does not say it gave up", task.Message)
+	}
+}
+
+// TestTaskRunMaxAttemptsOfTask: a task added WithMaxAttempts(2) ends FAILED
+// after exactly 2 runs, even though the handler would allow more.
+func TestTaskRunMaxAttemptsOfTask(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	act := &alwaysRetry{}
+	sm := queue.NewSyncManager(e.d, queue.WithPollInterval(20*time.Millisecond))
+	sm.RegisterTaskHandler(act, "r", queue.WithRetryPolicy(queue.ConstantBackoff(10*time.Millisecond)), queue.WithTaskMaxAttempts(10))
+	id := e.add(t, "r", "k", nil, queue.WithMaxAttempts(2))
+	smRunUntilDone(t, sm, time.Minute)
+	task := e.task(t, id)
+	if task.State != queue.TaskFailed || task.Attempt != 2 || act.runs.Load() != 2 {
+		t.Fatalf("task %s after %d attempts (%d runs), want FAILED after exactly 2", task.State, task.Attempt, act.runs.Load())
+	}
+}
+
+// TestTaskRunRetryAfter: queue.RetryAfter overrides the retry policy's
+// backoff: the task is due again d later, not 10ms later.
+func TestTaskRunRetryAfter(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	act := queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		queue.RetryAfter(task, time.Hour)
+		return queue.TaskResultRetryFailure, "come back in an hour"
+	})
+	sm := queue.NewSyncManager(e.d)
+	sm.RegisterTaskHandler(act, "ra", queue.WithRetryPolicy(queue.ConstantBackoff(10*time.Millisecond)))
+	id := e.add(t, "ra", "k", nil)
+	var before time.Time
+	if err := e.db.QueryRowContext(e.ctx, `SELECT now()`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if err := sm.RunUntilIdle(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var after time.Time
+	if err := e.db.QueryRowContext(e.ctx, `SELECT now()`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	task := e.task(t, id)
+	if task.State != queue.TaskRetry || task.Attempt != 1 {
+		t.Fatalf("task %s attempt %d, want RETRY after 1 attempt", task.State, task.Attempt)
+	}
+	lo, hi := before.Add(time.Hour-time.Minute), after.Add(time.Hour+time.Minute)
+	if task.RunAfter.Before(lo) || task.RunAfter.After(hi) {
+		t.Fatalf("due again at %s, want about an hour after the run (between %s and %s)", task.RunAfter, lo, hi)
+	}
+}
+
+// TestTaskRunResults: SUCCESS -> DONE, RETRY -> RETRY, ERROR -> FAILED and an
+// unknown result -> FAILED with a message that names it.
+func TestTaskRunResults(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	sm := queue.NewSyncManager(e.d)
+	sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		return queue.TaskResult(task.Key), queue.TaskMessage("said " + task.Key)
+	}), "res", queue.WithRetryPolicy(queue.ConstantBackoff(time.Hour)))
+	ids := map[string]int64{}
+	for _, k := range []string{"SUCCESS", "RETRY", "ERROR", "MAYBE"} {
+		ids[k] = e.add(t, "res", k, nil)
+	}
+	if err := sm.RunUntilIdle(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]queue.TaskState{"SUCCESS": queue.TaskDone, "RETRY": queue.TaskRetry, "ERROR": queue.TaskFailed, "MAYBE": queue.TaskFailed}
+	for k, id := range ids {
+		task := e.task(t, id)
+		if task.State != want[k] {
+			t.Errorf("result %s: task %s %q, want %s", k, task.State, task.Message, want[k])
+		}
+		if !strings.Contains(task.Message, "said "+k) {
+			t.Errorf("result %s: message %q lost the action's message", k, task.Message)
+		}
+	}
+	if msg := e.task(t, ids["MAYBE"]).Message; !strings.Contains(msg, `"MAYBE"`) {
+		t.Errorf("unknown result: message %q does not name the result", msg)
+	}
+}
+
+// TestTaskRunLeaseExtended: an action that runs longer than the lease keeps
+// its task (the lease is extended), and nobody else runs it meanwhile.
+func TestTaskRunLeaseExtended(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	var runs atomic.Int64
+	var mu sync.Mutex
+	var expiries []time.Time
+	sm := queue.NewSyncManager(e.d, queue.WithLease(time.Second), queue.WithMaintenanceInterval(50*time.Millisecond))
+	sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		runs.Add(1)
+		// Run for two and a half leases, watching the lease move.
+		deadline := time.Now().Add(2500 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			var exp time.Time
+			if err := e.db.QueryRow(`SELECT lease_expires_at FROM message_queue WHERE id = $1`, task.ID).Scan(&exp); err == nil {
+				mu.Lock()
+				expiries = append(expiries, exp)
+				mu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return queue.TaskResultSuccess, "long run"
+	}), "long")
+	id := e.add(t, "long", "k", nil)
+	smRunUntilDone(t, sm, time.Minute)
+	task := e.task(t, id)
+	if task.State != queue.TaskDone || task.Attempt != 1 || runs.Load() != 1 {
+		t.Fatalf("task %s after %d attempts and %d runs, want DONE after 1", task.State, task.Attempt, runs.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	distinct := map[time.Time]bool{}
+	for _, x := range expiries {
+		distinct[x] = true
+	}
+	if len(distinct) < 3 {
+		t.Fatalf("lease expiry took %d values during a run of 2.5 leases, want it extended several times", len(distinct))
+	}
+}
