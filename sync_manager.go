@@ -360,12 +360,23 @@ func (m *SyncManager) idle() bool {
 	if m.completer.pending() > 0 {
 		return false
 	}
+	idle := true
 	for _, s := range m.streams {
-		if len(s.names) > 0 && (s.running.Load() > 0 || s.emptyAtGen.Load() != gen) {
+		if len(s.names) == 0 {
+			continue
+		}
+		if s.running.Load() > 0 {
 			return false
 		}
+		if s.emptyAtGen.Load() != gen {
+			// Its last empty claim came before the latest results, which
+			// may have unblocked a task of its names: look again now rather
+			// than after the poll interval.
+			s.nudge()
+			idle = false
+		}
 	}
-	return true
+	return idle
 }
 
 // report hands an error to the error handler, or logs it.

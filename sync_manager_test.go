@@ -549,3 +549,33 @@ func TestSyncManagerRegistrationErrors(t *testing.T) {
 		t.Error("second Start accepted")
 	}
 }
+
+// TestRunUntilIdleWithQuietStream: a second stream with nothing to do must
+// not keep RunUntilIdle waiting for its poll interval (an hour here) after
+// the first stream's results were written.
+func TestRunUntilIdleWithQuietStream(t *testing.T) {
+	t.Parallel()
+	d := queuetest.NewDriver(t)
+	tm := queue.NewTaskManager(d)
+	for i := 0; i < 20; i++ {
+		if err := tm.AddTask("busy", fmt.Sprintf("k%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sm := queue.NewSyncManager(d, queue.WithPollInterval(time.Hour))
+	ok := queue.TaskActionFunc(func(queue.Task) (queue.TaskResult, queue.TaskMessage) { return queue.TaskResultSuccess, "" })
+	if err := sm.RegisterTaskHandler(ok, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sm.RegisterTaskHandler(ok, "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sm.RunUntilIdle(ctx); err != nil {
+		t.Fatalf("RunUntilIdle: %v (the quiet stream was never asked again)", err)
+	}
+	if n, err := tm.Count(context.Background(), queue.TaskFilter{Name: "busy", States: []queue.TaskState{queue.TaskDone}}); err != nil || n != 20 {
+		t.Fatalf("%d busy tasks DONE (%v), want 20", n, err)
+	}
+}
