@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/esync/queue"
-	"github.com/esync/queue/queuetest"
 )
 
 // A SyncManager runs the tasks of the names it has handlers for. Two tasks
@@ -16,18 +15,11 @@ import (
 // has finished.
 func ExampleNewSyncManager() {
 	ctx := context.Background()
-	// A throwaway PostgreSQL from queuetest; in production, pass your own
+	// A throwaway database from queuetest; in production, pass your own
 	// connection string to OpenPostgres.
-	srv, err := queuetest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Close()
-	name, dsn, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.DropDatabase(ctx, name)
+	dsn, drop := exampleDatabase(ctx)
+	defer drop()
+
 	driver, err := queue.OpenPostgres(dsn)
 	if err != nil {
 		log.Fatal(err)
@@ -90,18 +82,11 @@ func (r *report) Do() error {
 // processes on one queue each run happens on one of them.
 func ExampleSyncManager_Schedule() {
 	ctx := context.Background()
-	// A throwaway PostgreSQL from queuetest; in production, pass your own
+	// A throwaway database from queuetest; in production, pass your own
 	// connection string to OpenPostgres.
-	srv, err := queuetest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Close()
-	name, dsn, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.DropDatabase(ctx, name)
+	dsn, drop := exampleDatabase(ctx)
+	defer drop()
+
 	driver, err := queue.OpenPostgres(dsn)
 	if err != nil {
 		log.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/esync/queue"
-	"github.com/esync/queue/queuetest"
 )
 
 // Add tasks with the original call, then look at the queue. Here queuetest
@@ -15,16 +14,10 @@ import (
 // string to OpenPostgres.
 func ExampleNewTaskManager() {
 	ctx := context.Background()
-	srv, err := queuetest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Close()
-	name, dsn, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.DropDatabase(ctx, name)
+	// A throwaway database from queuetest; in production, pass your own
+	// connection string to OpenPostgres.
+	dsn, drop := exampleDatabase(ctx)
+	defer drop()
 
 	driver, err := queue.OpenPostgres(dsn)
 	if err != nil {
@@ -78,16 +71,10 @@ func ExampleNewTaskManager() {
 // exists if and only if the transaction commits.
 func ExampleTaskManager_AddTaskTx() {
 	ctx := context.Background()
-	srv, err := queuetest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Close()
-	name, dsn, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer srv.DropDatabase(ctx, name)
+	// A throwaway database from queuetest; in production, pass your own
+	// connection string to OpenPostgres.
+	dsn, drop := exampleDatabase(ctx)
+	defer drop()
 
 	driver, err := queue.OpenPostgres(dsn)
 	if err != nil {

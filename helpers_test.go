@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log"
 	"testing"
 	"time"
 
@@ -230,4 +231,19 @@ func tableExists(t *testing.T, ctx context.Context, db *sql.DB, schema, table st
 		t.Fatal(err)
 	}
 	return ok
+}
+
+// exampleDatabase creates a database on the test process's PostgreSQL for
+// an Example (which has no *testing.T) and returns its connection string
+// and a function that drops it.
+func exampleDatabase(ctx context.Context) (dsn string, drop func()) {
+	srv, err := queuetest.Shared()
+	if err != nil {
+		log.Fatal(err)
+	}
+	name, dsn, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return dsn, func() { srv.DropDatabase(context.Background(), name) }
 }
