@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/esync/queue"
+	"github.com/esync/queue/actions/internal/httpretry"
 	"github.com/sendgrid/rest"
 )
 
@@ -71,27 +72,18 @@ func errorDetail(resp *rest.Response, readErr error) string {
 // retryDelay reads how long SendGrid asks to wait: Retry-After in seconds
 // or as an HTTP date, else (on 429) the X-RateLimit-Reset Unix time.
 func retryDelay(resp *rest.Response, now time.Time) (time.Duration, bool) {
-	if v := header(resp, "Retry-After"); v != "" {
-		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-			return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
-		}
-		if at, err := http.ParseTime(v); err == nil {
-			return min(max(at.Sub(now), 0), maxRetryAfter), true
-		}
+	if d, ok := httpretry.RetryAfter(header(resp, "Retry-After"), now); ok {
+		return d, true
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if v := header(resp, "X-RateLimit-Reset"); v != "" {
 			if unix, err := strconv.ParseInt(v, 10, 64); err == nil {
-				return min(max(time.Unix(unix, 0).Sub(now), 0), maxRetryAfter), true
+				return httpretry.Until(time.Unix(unix, 0), now), true
 			}
 		}
 	}
 	return 0, false
 }
-
-// maxRetryAfter caps a requested wait, so a wild header cannot park a task
-// for years.
-const maxRetryAfter = 24 * time.Hour
 
 func header(resp *rest.Response, name string) string {
 	return strings.TrimSpace(http.Header(resp.Headers).Get(name))

@@ -13,14 +13,11 @@ import (
 	"time"
 
 	"github.com/esync/queue"
+	"github.com/esync/queue/actions/internal/httpretry"
 )
 
 // maxAnswerBytes bounds how much of an answer is read.
 const maxAnswerBytes = 64 << 10
-
-// maxRetryAfter caps a requested wait, so a wild header cannot park a task
-// for years.
-const maxRetryAfter = 24 * time.Hour
 
 // sender posts signed JSON and classifies the answer. Action and Lifecycle
 // share it.
@@ -122,7 +119,7 @@ func (s *sender) post(ctx context.Context, t target, event string, taskID int64,
 		a.text += ": " + detail
 	}
 	if a.result == queue.TaskResultRetryFailure {
-		a.retryAfter, a.retryAsked = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		a.retryAfter, a.retryAsked = httpretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return a
 }
@@ -154,21 +151,6 @@ func (s *sender) describeError(ctx context.Context, t target, err error) string 
 		err = uerr.Err
 	}
 	return "network error posting to " + t.shown + ": " + err.Error()
-}
-
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
-	}
-	if at, err := http.ParseTime(v); err == nil {
-		return min(max(at.Sub(now), 0), maxRetryAfter), true
-	}
-	return 0, false
 }
 
 // redact removes the secret and the hidden parts of the URLs from msg.
