@@ -57,19 +57,12 @@ func main() {
 const customerSource = `SELECT id AS object_id, id, name, email, tier FROM customer`
 
 func run(ctx context.Context, cfg config) error {
-	dsn, stopDB, err := queuetest.DatabaseURL(ctx)
+	// DATABASE_URL, or a throwaway PostgreSQL when it is unset.
+	driver, closeQueue, err := queuetest.OpenDriver(ctx)
 	if err != nil {
 		return err
 	}
-	defer stopDB()
-	driver, err := queue.OpenPostgres(dsn)
-	if err != nil {
-		return err
-	}
-	defer driver.Close()
-	if err := driver.Migrate(ctx); err != nil {
-		return err
-	}
+	defer closeQueue()
 	db := driver.DB()
 	if err := seedCustomers(ctx, db, cfg.customers); err != nil {
 		return err

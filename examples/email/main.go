@@ -110,19 +110,12 @@ func run(ctx context.Context, cfg config) error {
 	defer sendgrid.Close()
 	sendgrid.ThrottleOnce(throttled, cfg.retryAfter)
 
-	dsn, stopDB, err := queuetest.DatabaseURL(ctx)
+	// DATABASE_URL, or a throwaway PostgreSQL when it is unset.
+	driver, closeQueue, err := queuetest.OpenDriver(ctx)
 	if err != nil {
 		return err
 	}
-	defer stopDB()
-	driver, err := queue.OpenPostgres(dsn)
-	if err != nil {
-		return err
-	}
-	defer driver.Close()
-	if err := driver.Migrate(ctx); err != nil {
-		return err
-	}
+	defer closeQueue()
 	tm := queue.NewTaskManager(driver)
 
 	// Queue the messages. Enqueue checks each one before adding its task.

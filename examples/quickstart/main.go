@@ -27,19 +27,12 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	dsn, stop, err := queuetest.DatabaseURL(ctx)
+	// DATABASE_URL, or a throwaway PostgreSQL when it is unset.
+	driver, closeQueue, err := queuetest.OpenDriver(ctx)
 	if err != nil {
 		return err
 	}
-	defer stop()
-	driver, err := queue.OpenPostgres(dsn)
-	if err != nil {
-		return err
-	}
-	defer driver.Close()
-	if err := driver.Migrate(ctx); err != nil {
-		return err
-	}
+	defer closeQueue()
 
 	tm := queue.NewTaskManager(driver)
 	// Ten customers, each updated; customer 7 updated twenty times in a row.
