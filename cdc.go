@@ -284,13 +284,12 @@ func (r *CDCRunnerAction) hashing(ctx context.Context) (hash, version string, er
 	}
 	var tracked []cdcColumn
 	var hasID, hasHash bool
-	hashType := ""
 	for _, c := range cols {
 		switch c.name {
 		case "object_id":
 			hasID = true
 		case "hash":
-			hasHash, hashType = true, c.typ
+			hasHash = true
 			if !r.source.readyHash {
 				tracked = append(tracked, c)
 			}
@@ -305,10 +304,8 @@ func (r *CDCRunnerAction) hashing(ctx context.Context) (hash, version string, er
 		if !hasHash {
 			return "", "", errors.New("source query yields no hash column")
 		}
-		if hashType == "uuid" {
-			return "s.hash", "ready:uuid", nil
-		}
-		return "md5((s.hash)::text)::uuid", "ready:md5", nil
+		// The same reading the upgrade gave hashes stored by the original.
+		return "hashtextextended((s.hash)::text, 0)", "ready:text", nil
 	}
 	return hashExpr("s", tracked), hashVersion(tracked), nil
 }

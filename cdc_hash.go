@@ -128,7 +128,7 @@ func hashExpr(alias string, cols []cdcColumn) string {
 	if len(parts) == 0 {
 		parts = []string{"0::bigint"}
 	}
-	return "lpad(to_hex(" + strings.Join(parts, " # ") + "), 32, '0')::uuid"
+	return "(" + strings.Join(parts, " # ") + ")"
 }
 
 // hashVersion names how a controller's hashes are computed: the hashing
@@ -136,9 +136,9 @@ func hashExpr(alias string, cols []cdcColumn) string {
 // changes, stored hashes no longer compare with new ones.
 func hashVersion(cols []cdcColumn) string {
 	h := sha256.New()
-	h.Write([]byte("esync-cdc-hash-v1"))
+	h.Write([]byte("esync-cdc-hash-v2"))
 	for _, c := range cols {
 		fmt.Fprintf(h, "\x00%s\x00%s\x00%s\x00%s\x00%v", c.name, c.typ, c.hashFunc, c.castTo, c.hashable)
 	}
-	return "v1:" + hex.EncodeToString(h.Sum(nil))[:16]
+	return "v2:" + hex.EncodeToString(h.Sum(nil))[:16]
 }

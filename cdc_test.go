@@ -369,3 +369,46 @@ func TestCDCOriginalConstructor(t *testing.T) {
 		t.Fatalf("created %v, want [1] once", created)
 	}
 }
+
+// TestCDCKeepsOriginalSyncState: objects the original runner synced (rows
+// of the seed's cdc_hash with an md5 uuid hash) are not emitted again after
+// the upgrade; a real change still is.
+func TestCDCKeepsOriginalSyncState(t *testing.T) {
+	t.Parallel()
+	db := queuetest.NewDB(t)
+	ctx := context.Background()
+	const controller = "0b7e7c1a-5d1f-4e0a-9a51-2f0c8f6f1e11"
+	for _, q := range []string{
+		seedSchema,
+		`CREATE TABLE customer (id int PRIMARY KEY, name text)`,
+		`INSERT INTO customer VALUES (1, 'Ada'), (2, 'Bob')`,
+		`INSERT INTO cdc_hash (cdc_controller_id, object_id, hash)
+		 SELECT '` + controller + `', id::text, md5(name)::uuid FROM customer`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var seen []string
+	record := func(o queue.CDCObjectAction) error { seen = append(seen, string(o.Action)+":"+o.ObjectID); return nil }
+	r, err := queue.NewCDCRunnerAction(controller, `SELECT id AS object_id, md5(name)::uuid AS hash FROM customer`,
+		"public", db, record, record, record, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Do(); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 0 {
+		t.Fatalf("after the upgrade the runner re-emitted %v, which the original had synced", seen)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE customer SET name = 'Bobby' WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Do(); err != nil {
+		t.Fatal(err)
+	}
+	if !equalStrings(seen, []string{"update:2"}) {
+		t.Fatalf("after a change the runner emitted %v, want [update:2]", seen)
+	}
+}

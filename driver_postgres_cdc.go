@@ -16,7 +16,7 @@ import (
 // application writes (never built from input); it is wrapped as a subquery.
 
 // zeroHash is the target hash of a delete.
-const zeroHash = "00000000-0000-0000-0000-000000000000"
+const zeroHash = "0::int8"
 
 // cdcDiffSQL renders the diff of one controller: the source rows whose hash
 // differs from the stored one, and stored objects gone from the source,
@@ -32,15 +32,15 @@ WITH src AS (
 	FROM (`+source+`) s
 	OFFSET 0
 ), cur AS (
-	SELECT object_id, hash, pending_hash, pending_at FROM {{.CDC}} WHERE cdc_controller_id = $1
+	SELECT object_id, row_hash AS hash, pending_hash, pending_at FROM {{.CDC}} WHERE cdc_controller_id = $1
 ), diff AS (
 	SELECT coalesce(src.object_id, cur.object_id) AS object_id,
 		CASE WHEN src.object_id IS NULL THEN 'delete' WHEN cur.hash IS NULL THEN 'create' ELSE 'update' END AS action,
-		coalesce(src.hash, '`+zeroHash+`') AS target,
+		coalesce(src.hash, `+zeroHash+`) AS target,
 		src.row
 	FROM src FULL JOIN cur ON cur.object_id = src.object_id
 	WHERE (src.object_id IS NULL OR src.hash IS DISTINCT FROM cur.hash)
-		AND (cur.pending_hash IS DISTINCT FROM coalesce(src.hash, '`+zeroHash+`')
+		AND (cur.pending_hash IS DISTINCT FROM coalesce(src.hash, `+zeroHash+`)
 			OR cur.pending_at < now() - make_interval(secs => $2::float8))
 		AND NOT (src.object_id IS NULL AND cur.hash IS NULL AND cur.pending_hash IS NULL)
 	LIMIT nullif($4::int, 0)
@@ -142,13 +142,13 @@ func (d *PostgresDriver) cdcMarkSynced(ctx context.Context, controller string, o
 	}
 	defer tx.Rollback()
 	_, err = tx.ExecContext(ctx, d.names.render("cdcSynced", `
-INSERT INTO {{.CDC}} AS c (cdc_controller_id, object_id, hash)
-SELECT $1, o.id, nullif(o.hash, '`+zeroHash+`')
-FROM unnest($2::text[], $3::uuid[]) AS o(id, hash)
+INSERT INTO {{.CDC}} AS c (cdc_controller_id, object_id, row_hash)
+SELECT $1, o.id, nullif(o.hash, `+zeroHash+`)
+FROM unnest($2::text[], $3::int8[]) AS o(id, hash)
 ON CONFLICT (cdc_controller_id, object_id) DO UPDATE
-SET hash = excluded.hash,
-	pending_hash = CASE WHEN c.pending_hash = coalesce(excluded.hash, '`+zeroHash+`') THEN NULL ELSE c.pending_hash END,
-	pending_at = CASE WHEN c.pending_hash = coalesce(excluded.hash, '`+zeroHash+`') THEN NULL ELSE c.pending_at END,
+SET row_hash = excluded.row_hash,
+	pending_hash = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_hash END,
+	pending_at = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_at END,
 	updated_at = now()`), controller, pq.Array(ids), pq.Array(hashes))
 	if err != nil {
 		return fmt.Errorf("queue: CDC mark synced: %w", err)
@@ -156,7 +156,7 @@ SET hash = excluded.hash,
 	if len(deleted) > 0 {
 		_, err = tx.ExecContext(ctx, d.names.render("cdcForget", `
 DELETE FROM {{.CDC}}
-WHERE cdc_controller_id = $1 AND object_id = ANY ($2::text[]) AND hash IS NULL AND pending_hash IS NULL`),
+WHERE cdc_controller_id = $1 AND object_id = ANY ($2::text[]) AND row_hash IS NULL AND pending_hash IS NULL`),
 			controller, pq.Array(deleted))
 		if err != nil {
 			return fmt.Errorf("queue: CDC forget deleted: %w", err)
@@ -170,7 +170,7 @@ WHERE cdc_controller_id = $1 AND object_id = ANY ($2::text[]) AND hash IS NULL A
 func (d *PostgresDriver) cdcClearPending(ctx context.Context, controller, objectID, hash string) error {
 	_, err := d.db.ExecContext(ctx, d.names.render("cdcClear", `
 UPDATE {{.CDC}} SET pending_hash = NULL, pending_at = NULL, updated_at = now()
-WHERE cdc_controller_id = $1 AND object_id = $2 AND pending_hash = $3`), controller, objectID, hash)
+WHERE cdc_controller_id = $1 AND object_id = $2 AND pending_hash = $3::int8`), controller, objectID, hash)
 	if err != nil {
 		return fmt.Errorf("queue: CDC clear pending: %w", err)
 	}
@@ -211,9 +211,9 @@ LIMIT 1`, controller, name, version).Scan(&stored)
 			ErrCDCHashVersion, name, stored, version)
 	}
 	if _, err := tx.ExecContext(ctx, d.names.render("cdcRebaseline", `
-UPDATE {{.CDC}} c SET hash = src.hash, updated_at = now()
+UPDATE {{.CDC}} c SET row_hash = src.hash, updated_at = now()
 FROM (SELECT (s.object_id)::text AS object_id, `+hash+` AS hash FROM (`+source+`) s) src
-WHERE c.cdc_controller_id = $1 AND c.object_id = src.object_id AND c.hash IS NOT NULL`), controller); err != nil {
+WHERE c.cdc_controller_id = $1 AND c.object_id = src.object_id AND c.row_hash IS NOT NULL`), controller); err != nil {
 		return fmt.Errorf("queue: CDC re-baseline %q: %w", name, err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE `+d.names.Schema+`.cdc_controller SET hash_version = $2, updated_at = now() WHERE cdc_controller_id = $1`,

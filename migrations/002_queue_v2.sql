@@ -61,5 +61,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS {{.Obj "key_running_idx"}} ON {{.Table}} (task
 -- Finished rows by age (retention).
 CREATE INDEX IF NOT EXISTS {{.Obj "finished_idx"}} ON {{.Table}} (finished_at)
 	WHERE finished_at IS NOT NULL;
--- Lookups by key in any state (inspection, retry checks).
-CREATE INDEX IF NOT EXISTS {{.Obj "key_idx"}} ON {{.Table}} (task_key, id);
+-- Started tasks per key (never back in time: the claim and Retry look for a
+-- newer started task of a key). Tasks enter it when first claimed, so adding
+-- tasks does not pay for it.
+CREATE INDEX IF NOT EXISTS {{.Obj "key_started_idx"}} ON {{.Table}} (task_key, id)
+	WHERE attempts > 0 OR last_attempted > created_at;
