@@ -102,7 +102,13 @@ func (m *SyncManager) runStream(s *stream) {
 			}
 		}
 		gen := m.finishGen.Load()
-		tasks, err := m.driver.Claim(m.runCtx, ClaimParams{Names: s.names, Limit: n, Lease: m.cfg.lease})
+		granted := m.takeBudget(n)
+		var tasks []ClaimedTask
+		var err error
+		if granted > 0 {
+			tasks, err = m.driver.Claim(m.runCtx, ClaimParams{Names: s.names, Limit: granted, Lease: m.cfg.lease})
+			m.returnBudget(granted - len(tasks))
+		}
 		for i := len(tasks); i < n; i++ {
 			s.freeSlot()
 		}
@@ -124,6 +130,28 @@ func (m *SyncManager) runStream(s *stream) {
 		if !m.wait(s) {
 			return
 		}
+	}
+}
+
+// takeBudget grants up to n claims from the manager's budget (RunOnce sets
+// one); an unlimited budget grants n.
+func (m *SyncManager) takeBudget(n int) int {
+	for {
+		b := m.budget.Load()
+		if b == unlimited {
+			return n
+		}
+		g := min(int64(n), b)
+		if m.budget.CompareAndSwap(b, b-g) {
+			return int(g)
+		}
+	}
+}
+
+// returnBudget gives back claims granted but not used.
+func (m *SyncManager) returnBudget(k int) {
+	if k > 0 && m.budget.Load() != unlimited {
+		m.budget.Add(int64(k))
 	}
 }
 

@@ -43,6 +43,7 @@ type SyncManager struct {
 	scheduler    gocron.Scheduler
 	stopListen   func()
 	finishGen    atomic.Int64 // counts persisted completion batches
+	budget       atomic.Int64 // claims left; unlimited unless RunOnce
 
 	stopped  chan struct{} // closed when Stop or Shutdown has finished
 	stopErr  error
@@ -67,14 +68,19 @@ func NewSyncManager(driver Driver, opts ...ManagerOption) *SyncManager {
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	return &SyncManager{
+	m := &SyncManager{
 		driver:   driver,
 		cfg:      cfg,
 		handlers: map[string]*taskHandler{},
 		streams:  map[string]*stream{},
 		stopped:  make(chan struct{}),
 	}
+	m.budget.Store(unlimited)
+	return m
 }
+
+// unlimited marks a claim budget without limit.
+const unlimited = -1
 
 // SetErrorHandler receives every error of the running manager: failed
 // claims and finishes, scheduled action errors and panics, lost leases.
@@ -292,6 +298,20 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 // (the original's "die if idle"). ctx bounds the whole run.
 func (m *SyncManager) RunUntilIdle(ctx context.Context) error {
 	return m.runUntil(ctx, nil)
+}
+
+// RunOnce runs one due task (of any registered name), waits for its
+// result and shuts the manager down; scheduled actions do not run. It
+// returns ErrNoTasks when no task was due: the original's single-shot mode.
+func (m *SyncManager) RunOnce(ctx context.Context) error {
+	m.budget.Store(1)
+	if err := m.runUntil(ctx, nil); err != nil {
+		return err
+	}
+	if m.budget.Load() > 0 {
+		return ErrNoTasks
+	}
+	return nil
 }
 
 // RunUntilDone runs the manager until every task of the registered names

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -577,5 +578,55 @@ func TestRunUntilIdleWithQuietStream(t *testing.T) {
 	}
 	if n, err := tm.Count(context.Background(), queue.TaskFilter{Name: "busy", States: []queue.TaskState{queue.TaskDone}}); err != nil || n != 20 {
 		t.Fatalf("%d busy tasks DONE (%v), want 20", n, err)
+	}
+}
+
+// TestRunOnce: one task runs (the oldest key's newest task), the others stay
+// READY; with nothing due RunOnce says ErrNoTasks.
+func TestRunOnce(t *testing.T) {
+	t.Parallel()
+	d := queuetest.NewDriver(t)
+	tm := queue.NewTaskManager(d)
+	for i := 0; i < 5; i++ {
+		if err := tm.AddTask("job", fmt.Sprintf("k%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ran []string
+	var mu sync.Mutex
+	job := queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		mu.Lock()
+		ran = append(ran, task.Key)
+		mu.Unlock()
+		return queue.TaskResultSuccess, ""
+	})
+	newManager := func() *queue.SyncManager {
+		sm := queue.NewSyncManager(d)
+		if err := sm.RegisterTaskHandler(job, "job", queue.InStream("lane")); err != nil {
+			t.Fatal(err)
+		}
+		sm.ConfigureStream("lane", queue.WithConcurrency(4))
+		return sm
+	}
+	ctx := context.Background()
+	if err := newManager().RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(ran) != 1 || ran[0] != "k0" {
+		t.Fatalf("RunOnce ran %v, want [k0]", ran)
+	}
+	if n, _ := tm.Count(ctx, queue.TaskFilter{States: []queue.TaskState{queue.TaskReady}}); n != 4 {
+		t.Fatalf("%d tasks READY after RunOnce, want 4", n)
+	}
+	for i := 0; i < 4; i++ {
+		if err := newManager().RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := newManager().RunOnce(ctx); !errors.Is(err, queue.ErrNoTasks) {
+		t.Fatalf("RunOnce on an empty queue: %v, want ErrNoTasks", err)
+	}
+	if len(ran) != 5 {
+		t.Fatalf("ran %v, want 5 tasks", ran)
 	}
 }
