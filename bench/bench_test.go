@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/esync/queue/queuetest"
+)
+
+// TestBenchSmoke runs the whole benchmark at tiny sizes so the program
+// cannot rot: every side must insert, drain and check its tasks, and the
+// table must list every metric. It asserts on behaviour, never on speed.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	srv, err := queuetest.Start(ctx)
+	if err != nil {
+		if os.Getenv(queuetest.RequireEnv) != "" {
+			t.Fatalf("%v (%s is set)", err, queuetest.RequireEnv)
+		}
+		t.Skip(err)
+	}
+	defer srv.Close()
+
+	cfg := defaultConfig()
+	cfg.Rounds = 1
+	cfg.InsertN, cfg.DrainN, cfg.DedupN = 200, 200, 200
+	cfg.DedupKeys = 10
+	cfg.Timeout = 2 * time.Minute
+	var out bytes.Buffer
+	if err := runOn(ctx, srv, cfg, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+
+	for _, want := range []string{
+		"postgres:   PostgreSQL",
+		"| bulk insert, 200 in one call (tasks/s) | TaskManager.AddMany | Client.InsertMany |",
+		"| bulk insert, 200 in one call (tasks/s) | TaskManager.AddMany | Client.InsertManyFast (COPY) |",
+		"| no-op drain of 200, distinct keys (tasks/s) |",
+		"| no-op drain of 200, distinct keys, SyncManager (tasks/s) |",
+		"| no-op drain of 200 after idle (tasks/s) |",
+		"| dedup burst, 200 on 10 keys (tasks retired/s) |",
+		"(10 runs)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

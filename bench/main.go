@@ -1,0 +1,119 @@
+// Command bench measures esync against River on one PostgreSQL server, in
+// one run: bulk insert rate; no-op drain throughput with per-key dedup on,
+// through raw Claim/Finish workers and through a SyncManager; the same drain
+// right after the queue went idle and was vacuumed; and (esync only) a dedup
+// burst of many tasks on few keys.
+//
+// It starts a throwaway PostgreSQL through queuetest (or uses DATABASE_URL),
+// makes one database for esync and one for River on that server, and runs
+// the two side by side in interleaved rounds so both see the same noise.
+// Each round's figures are printed as they come, then a table of medians.
+//
+//	cd bench && go run . -rounds 5
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"time"
+)
+
+// config holds the benchmark's sizes and knobs; the flags fill it.
+type config struct {
+	Rounds     int // interleaved rounds per metric
+	InsertN    int // tasks per bulk insert call
+	DrainN     int // tasks preloaded for the drain
+	DedupN     int // tasks preloaded for the dedup burst
+	DedupKeys  int // distinct keys in the dedup burst
+	Workers    int // esync drain goroutines
+	ClaimLimit int // esync tasks per Claim, and the SyncManager's batch size
+
+	ManagerConcurrency int           // tasks the SyncManager drain runs at once
+	Timeout            time.Duration // longest any one measurement may take
+	CPUProfile         string        // write a Go CPU profile of the whole run here
+}
+
+// defaultConfig is what `go run .` measures.
+func defaultConfig() config {
+	return config{
+		Rounds:     3,
+		InsertN:    10_000,
+		DrainN:     20_000,
+		DedupN:     20_000,
+		DedupKeys:  50,
+		Workers:    2,
+		ClaimLimit: 500,
+
+		// Twice a claim: the next claim goes out while a batch finishes.
+		ManagerConcurrency: 1000,
+		Timeout:            5 * time.Minute,
+	}
+}
+
+func main() {
+	cfg := defaultConfig()
+	flag.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "interleaved rounds (esync, River, esync, …) per metric")
+	flag.IntVar(&cfg.InsertN, "insert-n", cfg.InsertN, "tasks per bulk insert call")
+	flag.IntVar(&cfg.DrainN, "drain-n", cfg.DrainN, "tasks preloaded before each drain")
+	flag.IntVar(&cfg.DedupN, "dedup-n", cfg.DedupN, "tasks preloaded before each dedup burst")
+	flag.IntVar(&cfg.DedupKeys, "dedup-keys", cfg.DedupKeys, "distinct keys in the dedup burst")
+	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "esync drain workers (goroutines, one connection each)")
+	flag.IntVar(&cfg.ClaimLimit, "claim-limit", cfg.ClaimLimit, "esync tasks claimed per round trip (workers and SyncManager batch size)")
+	flag.IntVar(&cfg.ManagerConcurrency, "manager-concurrency", cfg.ManagerConcurrency, "tasks the SyncManager drain runs at once")
+	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
+	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
+	flag.Parse()
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := profiled(cfg.CPUProfile, func() error { return run(ctx, cfg, os.Stdout) })
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// profiled runs f, under the Go CPU profiler when path is not empty.
+func profiled(path string, f func() error) error {
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return err
+	}
+	err = f()
+	pprof.StopCPUProfile()
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (c config) validate() error {
+	switch {
+	case c.Rounds < 1:
+		return fmt.Errorf("-rounds must be at least 1")
+	case c.InsertN < 1 || c.DrainN < 1 || c.DedupN < 1:
+		return fmt.Errorf("-insert-n, -drain-n and -dedup-n must be at least 1")
+	case c.DedupKeys < 1:
+		return fmt.Errorf("-dedup-keys must be at least 1")
+	case c.Workers < 1 || c.ClaimLimit < 1 || c.ManagerConcurrency < 1:
+		return fmt.Errorf("-workers, -claim-limit and -manager-concurrency must be at least 1")
+	case c.Timeout <= 0:
+		return fmt.Errorf("-timeout must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/esync/queue/queuetest"
+)
+
+// measurement is one figure from one run of one side.
+type measurement struct {
+	Rate float64 // tasks per second
+	Note string  // extra detail for the round's line, if any
+}
+
+// measureFunc takes one measurement.
+type measureFunc func(context.Context) (measurement, error)
+
+// metric is one row of the table: what each side does, how to measure it,
+// and the figure of every round.
+type metric struct {
+	Name       string
+	EsyncDoes  string
+	RiverDoes  string // empty when River has no counterpart
+	esync      measureFunc
+	river      measureFunc // nil when River has no counterpart
+	EsyncRates []float64
+	RiverRates []float64
+}
+
+// metrics lists the table's rows in the order they are measured.
+func metrics(cfg config, e *esyncBench, r *riverBench) []*metric {
+	return []*metric{{
+		Name:      fmt.Sprintf("bulk insert, %d in one call (tasks/s)", cfg.InsertN),
+		EsyncDoes: "TaskManager.AddMany",
+		RiverDoes: "Client.InsertMany",
+		esync:     e.Insert,
+		river:     r.InsertMany,
+	}, {
+		Name:      fmt.Sprintf("bulk insert, %d in one call (tasks/s)", cfg.InsertN),
+		EsyncDoes: "TaskManager.AddMany",
+		RiverDoes: "Client.InsertManyFast (COPY)",
+		esync:     e.Insert,
+		river:     r.InsertManyFast,
+	}, {
+		Name:      fmt.Sprintf("no-op drain of %d, distinct keys (tasks/s)", cfg.DrainN),
+		EsyncDoes: fmt.Sprintf("%d workers × Claim(%d) → Finish", cfg.Workers, cfg.ClaimLimit),
+		RiverDoes: "client as in `river bench`",
+		esync:     e.Drain,
+		river:     r.Drain,
+	}, {
+		Name:      fmt.Sprintf("no-op drain of %d, distinct keys, SyncManager (tasks/s)", cfg.DrainN),
+		EsyncDoes: fmt.Sprintf("SyncManager.RunUntilIdle, %d at once, batches of %d", cfg.ManagerConcurrency, cfg.ClaimLimit),
+		RiverDoes: "client as in `river bench`",
+		esync:     e.ManagerDrain,
+		river:     r.Drain,
+	}, {
+		Name:      fmt.Sprintf("no-op drain of %d after idle (tasks/s)", cfg.DrainN),
+		EsyncDoes: "workers as above, after VACUUM ANALYZE of the drained queue",
+		RiverDoes: "client as above, after VACUUM ANALYZE of the drained table",
+		esync:     e.DrainAfterIdle,
+		river:     r.DrainAfterIdle,
+	}, {
+		Name:      fmt.Sprintf("dedup burst, %d on %d keys (tasks retired/s)", cfg.DedupN, cfg.DedupKeys),
+		EsyncDoes: "same workers; newest per key runs",
+		esync:     e.DedupBurst,
+	}}
+}
+
+// run starts one PostgreSQL (or uses DATABASE_URL) and runs the benchmark
+// on it.
+func run(ctx context.Context, cfg config, w io.Writer) error {
+	srv, err := queuetest.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	return runOn(ctx, srv, cfg, w)
+}
+
+// runOn makes a database for each side on srv, measures every metric in
+// interleaved rounds, printing each round's figures to w, and ends with the
+// table of medians.
+func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) error {
+	esyncDB, esyncDSN, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.DropDatabase(context.WithoutCancel(ctx), esyncDB)
+	riverDB, riverDSN, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.DropDatabase(context.WithoutCancel(ctx), riverDB)
+
+	env, err := describeEnvironment(ctx, esyncDSN, srv.Source)
+	if err != nil {
+		return err
+	}
+	e, err := newEsyncBench(ctx, esyncDSN, cfg)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	r, err := newRiverBench(ctx, riverDSN, cfg)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+
+	printHeader(w, cfg, env)
+	ms := metrics(cfg, e, r)
+	if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {
+		return err
+	}
+	printTable(w, ms)
+	return nil
+}
+
+// runRounds measures every metric once per round, esync and River back to
+// back. The side that goes first alternates from round to round so neither
+// always inherits the other's leftovers (autovacuum, cache, CPU boost).
+func runRounds(ctx context.Context, rounds int, ms []*metric, w io.Writer) error {
+	for round := 1; round <= rounds; round++ {
+		for _, m := range ms {
+			esyncFirst := round%2 == 1
+			var em, rm measurement
+			var err error
+			for i := range 2 {
+				if (i == 0) == esyncFirst {
+					em, err = m.esync(ctx)
+					err = wrap(err, "esync", m)
+				} else if m.river != nil {
+					rm, err = m.river(ctx)
+					err = wrap(err, "River", m)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			m.EsyncRates = append(m.EsyncRates, em.Rate)
+			line := fmt.Sprintf("round %d  %-58s esync %9s/s", round, m.Name, formatRate(em.Rate))
+			if em.Note != "" {
+				line += " (" + em.Note + ")"
+			}
+			if m.river != nil {
+				m.RiverRates = append(m.RiverRates, rm.Rate)
+				line += fmt.Sprintf("   River %9s/s  [%s]", formatRate(rm.Rate), m.RiverDoes)
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	return nil
+}
+
+func wrap(err error, side string, m *metric) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s, %s: %w", side, m.Name, err)
+}
