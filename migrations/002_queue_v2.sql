@@ -49,9 +49,12 @@ WHERE state IN ('DONE', 'FAILED', 'CANCELLED') AND finished_at IS NULL;
 ALTER TABLE {{.Table}} ADD CONSTRAINT {{.Obj "state_check"}}
 	CHECK (state IN ('READY', 'IN PROGRESS', 'RETRY', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')) NOT VALID;
 
--- Pending rows in queue order (claim scan).
+-- Pending rows in queue order (claim scan). The task_name condition, always
+-- true, keeps the per-key lookups of the claim (which name no task name) off
+-- this index: after the queue was analysed while empty, the planner would
+-- otherwise walk every pending row for each key.
 CREATE INDEX IF NOT EXISTS {{.Obj "pending_idx"}} ON {{.Table}} (id)
-	WHERE state IN ('READY', 'RETRY');
+	WHERE state IN ('READY', 'RETRY') AND task_name IS NOT NULL;
 -- Pending rows per key (newest-wins and supersession).
 CREATE INDEX IF NOT EXISTS {{.Obj "key_pending_idx"}} ON {{.Table}} (task_key, id)
 	WHERE state IN ('READY', 'RETRY');
