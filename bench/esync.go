@@ -44,12 +44,6 @@ func (b *esyncBench) table() string {
 	return pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table())
 }
 
-// reset empties the queue table.
-func (b *esyncBench) reset(ctx context.Context) error {
-	_, err := b.driver.DB().ExecContext(ctx, "TRUNCATE "+b.table())
-	return err
-}
-
 // specs builds n no-op tasks. keys is how many distinct keys they share
 // (task i gets key i mod keys); 0 means every task has its own key.
 func specs(n, keys int) []queue.TaskSpec {
@@ -66,9 +60,6 @@ func specs(n, keys int) []queue.TaskSpec {
 
 // Insert times one TaskManager.AddMany of InsertN tasks with distinct keys.
 func (b *esyncBench) Insert(ctx context.Context) (measurement, error) {
-	if err := b.reset(ctx); err != nil {
-		return measurement{}, err
-	}
 	batch := specs(b.cfg.InsertN, 0)
 	start := time.Now()
 	ids, err := b.tasks.AddMany(ctx, batch)
@@ -103,13 +94,10 @@ func (b *esyncBench) DedupBurst(ctx context.Context) (measurement, error) {
 	return b.timedDrain(ctx, b.cfg.DedupN, b.cfg.DedupKeys, false)
 }
 
-// timedDrain empties the queue, optionally leaves it drained and analyzed
-// (afterIdle), preloads n tasks on keys keys (0: distinct) and times the
-// workers until none is pending.
+// timedDrain preloads n tasks on keys keys (0: distinct) and times the
+// workers until none is pending. With afterIdle it first drains a batch of
+// the same tasks and runs VACUUM ANALYZE on the drained queue.
 func (b *esyncBench) timedDrain(ctx context.Context, n, keys int, afterIdle bool) (measurement, error) {
-	if err := b.reset(ctx); err != nil {
-		return measurement{}, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	done := 0 // tasks DONE before the timed drain

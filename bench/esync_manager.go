@@ -23,9 +23,6 @@ var noopAction = queue.TaskActionFunc(func(queue.Task) (queue.TaskResult, queue.
 // trip.
 func (b *esyncBench) ManagerDrain(ctx context.Context) (measurement, error) {
 	n := b.cfg.DrainN
-	if err := b.reset(ctx); err != nil {
-		return measurement{}, err
-	}
 	if _, err := b.tasks.AddMany(ctx, specs(n, 0)); err != nil {
 		return measurement{}, fmt.Errorf("esync preload: %w", err)
 	}

@@ -70,12 +70,6 @@ func (b *riverBench) Close() error {
 	return nil
 }
 
-// reset empties the job table, as `river bench` does before it starts.
-func (b *riverBench) reset(ctx context.Context) error {
-	_, err := b.pool.Exec(ctx, "TRUNCATE river_job")
-	return err
-}
-
 // jobs builds n no-op jobs.
 func jobs(n int) []river.InsertManyParams {
 	out := make([]river.InsertManyParams, n)
@@ -101,9 +95,6 @@ func (b *riverBench) InsertManyFast(ctx context.Context) (measurement, error) {
 }
 
 func (b *riverBench) timeInsert(ctx context.Context, insert func(context.Context, []river.InsertManyParams) (int, error)) (measurement, error) {
-	if err := b.reset(ctx); err != nil {
-		return measurement{}, err
-	}
 	batch := jobs(b.cfg.InsertN)
 	start := time.Now()
 	n, err := insert(ctx, batch)
@@ -132,9 +123,6 @@ func (b *riverBench) DrainAfterIdle(ctx context.Context) (measurement, error) {
 
 func (b *riverBench) timedDrain(ctx context.Context, afterIdle bool) (measurement, error) {
 	n := b.cfg.DrainN
-	if err := b.reset(ctx); err != nil {
-		return measurement{}, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	total := n

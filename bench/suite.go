@@ -30,42 +30,92 @@ type metric struct {
 }
 
 // metrics lists the table's rows in the order they are measured.
-func metrics(cfg config, e *esyncBench, r *riverBench) []*metric {
+func metrics(cfg config, fresh freshDatabases) []*metric {
+	e, r := fresh.esync, fresh.river
 	return []*metric{{
 		Name:      fmt.Sprintf("bulk insert, %d in one call (tasks/s)", cfg.InsertN),
 		EsyncDoes: "TaskManager.AddMany",
 		RiverDoes: "Client.InsertMany",
-		esync:     e.Insert,
-		river:     r.InsertMany,
+		esync:     e((*esyncBench).Insert),
+		river:     r((*riverBench).InsertMany),
 	}, {
 		Name:      fmt.Sprintf("bulk insert, %d in one call (tasks/s)", cfg.InsertN),
 		EsyncDoes: "TaskManager.AddMany",
 		RiverDoes: "Client.InsertManyFast (COPY)",
-		esync:     e.Insert,
-		river:     r.InsertManyFast,
+		esync:     e((*esyncBench).Insert),
+		river:     r((*riverBench).InsertManyFast),
 	}, {
 		Name:      fmt.Sprintf("no-op drain of %d, distinct keys (tasks/s)", cfg.DrainN),
 		EsyncDoes: fmt.Sprintf("%d workers × Claim(%d) → Finish", cfg.Workers, cfg.ClaimLimit),
 		RiverDoes: "client as in `river bench`",
-		esync:     e.Drain,
-		river:     r.Drain,
+		esync:     e((*esyncBench).Drain),
+		river:     r((*riverBench).Drain),
 	}, {
 		Name:      fmt.Sprintf("no-op drain of %d, distinct keys, SyncManager (tasks/s)", cfg.DrainN),
 		EsyncDoes: fmt.Sprintf("SyncManager.RunUntilIdle, %d at once, batches of %d", cfg.ManagerConcurrency, cfg.ClaimLimit),
 		RiverDoes: "client as in `river bench`",
-		esync:     e.ManagerDrain,
-		river:     r.Drain,
+		esync:     e((*esyncBench).ManagerDrain),
+		river:     r((*riverBench).Drain),
 	}, {
 		Name:      fmt.Sprintf("no-op drain of %d after idle (tasks/s)", cfg.DrainN),
 		EsyncDoes: "workers as above, after VACUUM ANALYZE of the drained queue",
 		RiverDoes: "client as above, after VACUUM ANALYZE of the drained table",
-		esync:     e.DrainAfterIdle,
-		river:     r.DrainAfterIdle,
+		esync:     e((*esyncBench).DrainAfterIdle),
+		river:     r((*riverBench).DrainAfterIdle),
 	}, {
 		Name:      fmt.Sprintf("dedup burst, %d on %d keys (tasks retired/s)", cfg.DedupN, cfg.DedupKeys),
 		EsyncDoes: "same workers; newest per key runs",
-		esync:     e.DedupBurst,
+		esync:     e((*esyncBench).DedupBurst),
 	}}
+}
+
+// freshDatabases gives every measurement a database of its own, created and
+// migrated just before it and dropped after it, so that no measurement
+// inherits another's table bloat, planner statistics or cached plans.
+type freshDatabases struct {
+	srv *queuetest.Server
+	cfg config
+}
+
+// esync turns a measurement of an esync queue into one on a fresh database.
+func (f freshDatabases) esync(measure func(*esyncBench, context.Context) (measurement, error)) measureFunc {
+	return func(ctx context.Context) (measurement, error) {
+		return onFreshDatabase(ctx, f.srv, func(dsn string) (measurement, error) {
+			b, err := newEsyncBench(ctx, dsn, f.cfg)
+			if err != nil {
+				return measurement{}, err
+			}
+			defer b.Close()
+			return measure(b, ctx)
+		})
+	}
+}
+
+// river turns a measurement of River into one on a fresh database.
+func (f freshDatabases) river(measure func(*riverBench, context.Context) (measurement, error)) measureFunc {
+	return func(ctx context.Context) (measurement, error) {
+		return onFreshDatabase(ctx, f.srv, func(dsn string) (measurement, error) {
+			b, err := newRiverBench(ctx, dsn, f.cfg)
+			if err != nil {
+				return measurement{}, err
+			}
+			defer b.Close()
+			return measure(b, ctx)
+		})
+	}
+}
+
+// onFreshDatabase runs f on a new database of srv and drops it afterwards.
+func onFreshDatabase(ctx context.Context, srv *queuetest.Server, f func(dsn string) (measurement, error)) (measurement, error) {
+	name, dsn, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		return measurement{}, err
+	}
+	m, err := f(dsn)
+	if dropErr := srv.DropDatabase(context.WithoutCancel(ctx), name); err == nil {
+		err = dropErr
+	}
+	return m, err
 }
 
 // run starts one PostgreSQL (or uses DATABASE_URL) and runs the benchmark
@@ -79,38 +129,15 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 	return runOn(ctx, srv, cfg, w)
 }
 
-// runOn makes a database for each side on srv, measures every metric in
-// interleaved rounds, printing each round's figures to w, and ends with the
-// table of medians.
+// runOn measures every metric on srv in interleaved rounds, printing each
+// round's figures to w, and ends with the table of medians.
 func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) error {
-	esyncDB, esyncDSN, err := srv.CreateDatabase(ctx)
+	env, err := describeEnvironment(ctx, srv.DSN("postgres"), srv.Source)
 	if err != nil {
 		return err
 	}
-	defer srv.DropDatabase(context.WithoutCancel(ctx), esyncDB)
-	riverDB, riverDSN, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		return err
-	}
-	defer srv.DropDatabase(context.WithoutCancel(ctx), riverDB)
-
-	env, err := describeEnvironment(ctx, esyncDSN, srv.Source)
-	if err != nil {
-		return err
-	}
-	e, err := newEsyncBench(ctx, esyncDSN, cfg)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	r, err := newRiverBench(ctx, riverDSN, cfg)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-
 	printHeader(w, cfg, env)
-	ms := metrics(cfg, e, r)
+	ms := metrics(cfg, freshDatabases{srv: srv, cfg: cfg})
 	if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {
 		return err
 	}
