@@ -112,6 +112,10 @@ func hashExpr(alias string, cols []cdcColumn) string {
 			h = fmt.Sprintf("%s((%s)::%s, %d::int8)", c.hashFunc, ref, c.castTo, seed)
 		case c.hashFunc != "":
 			h = fmt.Sprintf("%s(%s, %d::int8)", c.hashFunc, ref, seed)
+		case c.typ == "timestamp with time zone":
+			// The same instant in UTC: independent of the session's
+			// TimeZone, and cheaper than hashing a one-column record.
+			h = fmt.Sprintf("timestamp_hash_extended((%s) AT TIME ZONE 'UTC', %d::int8)", ref, seed)
 		case c.hashable:
 			// The class's function takes a binary-compatible type the column
 			// cannot be cast to without conversion (timestamptz): hash it as
@@ -136,9 +140,9 @@ func hashExpr(alias string, cols []cdcColumn) string {
 // changes, stored hashes no longer compare with new ones.
 func hashVersion(cols []cdcColumn) string {
 	h := sha256.New()
-	h.Write([]byte("esync-cdc-hash-v2"))
+	h.Write([]byte("esync-cdc-hash-v3"))
 	for _, c := range cols {
 		fmt.Fprintf(h, "\x00%s\x00%s\x00%s\x00%s\x00%v", c.name, c.typ, c.hashFunc, c.castTo, c.hashable)
 	}
-	return "v2:" + hex.EncodeToString(h.Sum(nil))[:16]
+	return "v3:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
