@@ -115,8 +115,8 @@ func (b *riverBench) Drain(ctx context.Context) (measurement, error) {
 }
 
 // DrainAfterIdle drains DrainN jobs, runs VACUUM ANALYZE on the drained
-// table, then times the drain of DrainN new jobs: the same idle-then-burst
-// statistics esync's DrainAfterIdle sees.
+// table, then times a client on new connections draining DrainN new jobs:
+// the same idle-then-burst statistics esync's DrainAfterIdle sees.
 func (b *riverBench) DrainAfterIdle(ctx context.Context) (measurement, error) {
 	return b.timedDrain(ctx, true)
 }
@@ -136,6 +136,7 @@ func (b *riverBench) timedDrain(ctx context.Context, afterIdle bool) (measuremen
 		if _, err := b.pool.Exec(ctx, "VACUUM ANALYZE river_job"); err != nil {
 			return measurement{}, err
 		}
+		b.pool.Reset() // new connections, as for esync
 		total += n
 	}
 	if err := b.preload(ctx, n); err != nil {
