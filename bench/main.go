@@ -33,6 +33,8 @@ type config struct {
 	ClaimLimit int // esync tasks per Claim, and the SyncManager's batch size
 
 	ManagerConcurrency int           // tasks the SyncManager drain runs at once
+	LatencyN           int           // single tasks timed per latency round
+	CDCRows            int           // rows of the CDC source table
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
 }
@@ -50,6 +52,8 @@ func defaultConfig() config {
 
 		// Twice a claim: the next claim goes out while a batch finishes.
 		ManagerConcurrency: 1000,
+		LatencyN:           200,
+		CDCRows:            200_000,
 		Timeout:            5 * time.Minute,
 	}
 }
@@ -64,6 +68,8 @@ func main() {
 	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "esync drain workers (goroutines, one connection each)")
 	flag.IntVar(&cfg.ClaimLimit, "claim-limit", cfg.ClaimLimit, "esync tasks claimed per round trip (workers and SyncManager batch size)")
 	flag.IntVar(&cfg.ManagerConcurrency, "manager-concurrency", cfg.ManagerConcurrency, "tasks the SyncManager drain runs at once")
+	flag.IntVar(&cfg.LatencyN, "latency-n", cfg.LatencyN, "single tasks timed per latency round")
+	flag.IntVar(&cfg.CDCRows, "cdc-rows", cfg.CDCRows, "rows of the CDC source table (a multiple of 100)")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	flag.Parse()
@@ -112,6 +118,8 @@ func (c config) validate() error {
 		return fmt.Errorf("-dedup-keys must be at least 1")
 	case c.Workers < 1 || c.ClaimLimit < 1 || c.ManagerConcurrency < 1:
 		return fmt.Errorf("-workers, -claim-limit and -manager-concurrency must be at least 1")
+	case c.LatencyN < 1 || c.CDCRows < 100:
+		return fmt.Errorf("-latency-n must be at least 1 and -cdc-rows at least 100")
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout must be positive")
 	}

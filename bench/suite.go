@@ -142,7 +142,10 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 		return err
 	}
 	printTable(w, ms)
-	return nil
+	if err := runLatency(ctx, srv, cfg, w); err != nil {
+		return err
+	}
+	return runCDC(ctx, srv, cfg, w)
 }
 
 // runRounds measures every metric once per round, esync and River back to
