@@ -200,6 +200,12 @@ SELECT hash_version FROM ins
 UNION ALL
 SELECT hash_version FROM `+d.names.Schema+`.cdc_controller WHERE cdc_controller_id = $1
 LIMIT 1`, controller, name, version).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		// A concurrent first run inserted the row after this statement's
+		// snapshot was taken; a new statement sees it.
+		err = tx.QueryRowContext(ctx, `SELECT hash_version FROM `+d.names.Schema+`.cdc_controller WHERE cdc_controller_id = $1`,
+			controller).Scan(&stored)
+	}
 	if err != nil {
 		return fmt.Errorf("queue: CDC controller %q: %w", name, err)
 	}

@@ -35,7 +35,6 @@ AS $claim$
 DECLARE
 	v_keys text[] := '{}';
 	v_key text;
-	v_scanned integer := 0;
 	v_scan_limit integer := greatest(p_limit * 20, 1000);
 	v_head_id bigint;
 	v_head_name text;
@@ -58,9 +57,10 @@ BEGIN
 				SELECT 1 FROM {{.Table}} r
 				WHERE r.task_key = p.task_key AND r.state = 'IN PROGRESS')
 		ORDER BY p.id
+		-- The limit also makes the planner walk the queue-order index
+		-- instead of reading and sorting every pending row first.
+		LIMIT v_scan_limit
 	LOOP
-		v_scanned := v_scanned + 1;
-		EXIT WHEN v_scanned > v_scan_limit;
 		CONTINUE WHEN v_key = ANY (v_keys);
 		IF pg_try_advisory_xact_lock({{.LockClass}}, hashtext(v_key)) THEN
 			v_keys := v_keys || v_key;
