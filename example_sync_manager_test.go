@@ -15,19 +15,10 @@ import (
 // has finished.
 func ExampleNewSyncManager() {
 	ctx := context.Background()
-	// A throwaway database from queuetest; in production, pass your own
-	// connection string to OpenPostgres.
-	dsn, drop := exampleDatabase(ctx)
-	defer drop()
-
-	driver, err := queue.OpenPostgres(dsn)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer driver.Close()
-	if err := driver.Migrate(ctx); err != nil {
-		log.Fatal(err)
-	}
+	// A migrated queue on a throwaway database (see ExampleNewTaskManager for
+	// OpenPostgres and Migrate).
+	driver, done := exampleDriver(ctx)
+	defer done()
 
 	tm := queue.NewTaskManager(driver)
 	tm.AddTask("greet", "user:1", map[string]any{"name": "Ada"})
@@ -35,7 +26,7 @@ func ExampleNewSyncManager() {
 	tm.AddTask("greet", "user:1", map[string]any{"name": "Ada Lovelace"}) // newer: replaces "Ada"
 
 	sm := queue.NewSyncManager(driver)
-	err = sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+	err := sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
 		var p struct{ Name string }
 		if err := task.Decode(&p); err != nil {
 			return queue.TaskResultPermanentFailure, queue.TaskMessage(err.Error())
@@ -82,19 +73,10 @@ func (r *report) Do() error {
 // processes on one queue each run happens on one of them.
 func ExampleSyncManager_Schedule() {
 	ctx := context.Background()
-	// A throwaway database from queuetest; in production, pass your own
-	// connection string to OpenPostgres.
-	dsn, drop := exampleDatabase(ctx)
-	defer drop()
-
-	driver, err := queue.OpenPostgres(dsn)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer driver.Close()
-	if err := driver.Migrate(ctx); err != nil {
-		log.Fatal(err)
-	}
+	// A migrated queue on a throwaway database (see ExampleNewTaskManager for
+	// OpenPostgres and Migrate).
+	driver, done := exampleDriver(ctx)
+	defer done()
 
 	sm := queue.NewSyncManager(driver)
 	r := &report{ran: make(chan struct{})}

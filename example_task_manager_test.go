@@ -71,19 +71,10 @@ func ExampleNewTaskManager() {
 // exists if and only if the transaction commits.
 func ExampleTaskManager_AddTaskTx() {
 	ctx := context.Background()
-	// A throwaway database from queuetest; in production, pass your own
-	// connection string to OpenPostgres.
-	dsn, drop := exampleDatabase(ctx)
-	defer drop()
-
-	driver, err := queue.OpenPostgres(dsn)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer driver.Close()
-	if err := driver.Migrate(ctx); err != nil {
-		log.Fatal(err)
-	}
+	// A migrated queue on a throwaway database (see ExampleNewTaskManager for
+	// OpenPostgres and Migrate).
+	driver, done := exampleDriver(ctx)
+	defer done()
 	db := driver.DB()
 	if _, err := db.ExecContext(ctx, `CREATE TABLE customers (id int PRIMARY KEY, email text)`); err != nil {
 		log.Fatal(err)

@@ -247,3 +247,17 @@ func exampleDatabase(ctx context.Context) (dsn string, drop func()) {
 	}
 	return dsn, func() { srv.DropDatabase(context.Background(), name) }
 }
+
+// exampleDriver opens and migrates a queue on a fresh example database; done
+// closes and drops it.
+func exampleDriver(ctx context.Context) (driver *queue.PostgresDriver, done func()) {
+	dsn, drop := exampleDatabase(ctx)
+	driver, err := queue.OpenPostgres(dsn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := driver.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	return driver, func() { driver.Close(); drop() }
+}
