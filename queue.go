@@ -8,10 +8,12 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -135,6 +137,37 @@ func (t Task) WithContext(ctx context.Context) Task {
 // Decode unmarshals the task's JSON data into v.
 func (t Task) Decode(v any) error {
 	return json.Unmarshal(t.RawData, v)
+}
+
+// ExactData decodes the task's JSON object with numbers kept as
+// json.Number, so large integers keep every digit, and returns it with its
+// JSON text. It reads RawData, or Data when a caller built the task without
+// RawData; a task without data gives an empty object.
+func (t Task) ExactData() (map[string]any, []byte, error) {
+	raw := bytes.TrimSpace(t.RawData)
+	if len(raw) == 0 {
+		if t.Data == nil {
+			return map[string]any{}, []byte("{}"), nil
+		}
+		b, err := json.Marshal(t.Data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("task data cannot be encoded as JSON: %w", err)
+		}
+		raw = b
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var data map[string]any
+	if err := dec.Decode(&data); err != nil {
+		return nil, nil, fmt.Errorf("task data is not a JSON object: %w", err)
+	}
+	if dec.More() {
+		return nil, nil, errors.New("task data has text after its JSON object")
+	}
+	if data == nil {
+		return map[string]any{}, []byte("{}"), nil
+	}
+	return data, raw, nil
 }
 
 // Errors callers can test for with errors.Is.

@@ -90,7 +90,7 @@ func checkDir(dir string) error {
 
 // prepare resolves the templates against the task's data.
 func (a *Action) prepare(task queue.Task) (spec, error) {
-	data, raw, err := taskData(task)
+	data, raw, err := task.ExactData()
 	if err != nil {
 		return spec{}, err
 	}

@@ -1,7 +1,6 @@
 package sqlaction
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -24,7 +23,7 @@ func bindArgs(task queue.Task, params []string) ([]any, error) {
 	if len(params) == 0 {
 		return nil, nil
 	}
-	data, err := taskData(task)
+	data, _, err := task.ExactData()
 	if err != nil {
 		return nil, err
 	}
@@ -49,32 +48,6 @@ func bindArgs(task queue.Task, params []string) ([]any, error) {
 		return nil, fmt.Errorf("missing parameters %s: the task data has no such fields", strings.Join(missing, ", "))
 	}
 	return args, nil
-}
-
-// taskData decodes the task's JSON object, keeping numbers exact. RawData is
-// preferred; Data is used when a caller built the task without RawData.
-func taskData(task queue.Task) (map[string]any, error) {
-	raw := task.RawData
-	if len(bytes.TrimSpace(raw)) == 0 {
-		if task.Data == nil {
-			return map[string]any{}, nil
-		}
-		b, err := json.Marshal(task.Data)
-		if err != nil {
-			return nil, fmt.Errorf("task data cannot be encoded as JSON: %w", err)
-		}
-		raw = b
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var data map[string]any
-	if err := dec.Decode(&data); err != nil {
-		return nil, fmt.Errorf("task data is not a JSON object: %w", err)
-	}
-	if data == nil {
-		return map[string]any{}, nil
-	}
-	return data, nil
 }
 
 // bindValue converts one decoded JSON value into a bind parameter.
