@@ -45,8 +45,9 @@ type SyncManager struct {
 	finishGen    atomic.Int64 // counts persisted completion batches
 	budget       atomic.Int64 // claims left; unlimited unless RunOnce
 
+	started  chan struct{} // closed when Start has set everything up (or failed)
 	stopped  chan struct{} // closed when Stop or Shutdown has finished
-	stopErr  error
+	stopErr  error         // guarded by mu
 	stopOnce sync.Once
 }
 
@@ -73,6 +74,7 @@ func NewSyncManager(driver Driver, opts ...ManagerOption) *SyncManager {
 		cfg:      cfg,
 		handlers: map[string]*taskHandler{},
 		streams:  map[string]*stream{},
+		started:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
 	m.budget.Store(unlimited)
@@ -174,6 +176,8 @@ func (m *SyncManager) Start(ctx context.Context) error {
 	// From here on registrations are refused, so the maps are only read.
 	m.state = stateRunning
 	m.mu.Unlock()
+	// Shutdown waits for this before it touches what Start sets up.
+	defer close(m.started)
 
 	m.runCtx, m.cancelRuns = context.WithCancelCause(context.Background())
 	m.stopClaiming = make(chan struct{})
@@ -218,6 +222,13 @@ func (m *SyncManager) Run() error {
 		return err
 	}
 	<-m.stopped
+	return m.stopResult()
+}
+
+// stopResult is what the shutdown returned.
+func (m *SyncManager) stopResult() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.stopErr
 }
 
@@ -235,11 +246,14 @@ func (m *SyncManager) Stop() error {
 // on the way. Calling it again returns the first result.
 func (m *SyncManager) Shutdown(ctx context.Context) error {
 	m.stopOnce.Do(func() {
-		m.stopErr = m.shutdown(ctx)
+		err := m.shutdown(ctx)
+		m.mu.Lock()
+		m.stopErr = err
+		m.mu.Unlock()
 		close(m.stopped)
 	})
 	<-m.stopped
-	return m.stopErr
+	return m.stopResult()
 }
 
 func (m *SyncManager) shutdown(ctx context.Context) error {
@@ -248,6 +262,10 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 	m.state = stateStopped
 	m.mu.Unlock()
 	if was != stateRunning {
+		return nil
+	}
+	<-m.started
+	if m.completer == nil { // Start failed and cleaned up after itself
 		return nil
 	}
 	var errs *multierror.Error
