@@ -1,3 +1,5 @@
+-- Replaced by 005_set_based_claim.sql; kept as applied by earlier versions.
+--
 -- Claims up to p_limit tasks named in p_names, at most one per key, in one
 -- round trip:
 --

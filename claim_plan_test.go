@@ -1,0 +1,133 @@
+package queue_test
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/esync/queue"
+)
+
+// claimPlans runs one claim of limit tasks with auto_explain sending the plan
+// of every statement inside the claim function to the client, and returns
+// those plans. The claim is rolled back.
+func claimPlans(t *testing.T, b *testBundle, limit int) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var plans []string
+	base, err := pq.NewConnector(b.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(n *pq.Error) {
+		if strings.Contains(n.Message, "Query Text:") {
+			mu.Lock()
+			plans = append(plans, n.Message)
+			mu.Unlock()
+		}
+	}))
+	defer db.Close()
+	tx, err := db.BeginTx(b.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	for _, s := range []string{
+		`LOAD 'auto_explain'`,
+		`SET LOCAL auto_explain.log_min_duration = 0`,
+		`SET LOCAL auto_explain.log_nested_statements = on`,
+		`SET LOCAL auto_explain.log_level = notice`,
+		`SET LOCAL client_min_messages = notice`,
+	} {
+		if _, err := tx.ExecContext(b.ctx, s); err != nil {
+			t.Skipf("auto_explain is not available here (%v)", err)
+		}
+	}
+	fn := pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table()+"_claim")
+	var n int
+	if err := tx.QueryRowContext(b.ctx, `SELECT count(*) FROM `+fn+`($1, $2, interval '1 minute')`,
+		pq.Array([]string{"job"}), limit).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != limit {
+		t.Fatalf("claimed %d, want %d", n, limit)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return plans
+}
+
+func TestClaimPlansDoNotDependOnStatistics(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	// A queue that has worked and is idle, analysed in that state.
+	specs := make([]queue.TaskSpec, 300)
+	for i := range specs {
+		specs[i] = queue.TaskSpec{Name: "job", Key: fmt.Sprintf("old%d", i)}
+	}
+	if _, err := b.tm.AddMany(b.ctx, specs); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.claim(t, 300) {
+		b.finish(t, c, queue.TaskDone, 0)
+	}
+	if _, err := b.db.ExecContext(b.ctx, `VACUUM ANALYZE `+b.table); err != nil {
+		t.Fatal(err)
+	}
+	// Then a burst: tasks in flight, and many more pending.
+	for i := range specs {
+		specs[i] = queue.TaskSpec{Name: "job", Key: fmt.Sprintf("k%d", i)}
+	}
+	for range 10 {
+		if _, err := b.tm.AddMany(b.ctx, specs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.claimLease(t, 200, time.Minute)
+
+	idle := planShapes(claimPlans(t, b, 50))
+	if _, err := b.db.ExecContext(b.ctx, `ANALYZE `+b.table); err != nil {
+		t.Fatal(err)
+	}
+	fresh := planShapes(claimPlans(t, b, 50))
+
+	if len(idle) != 3 {
+		t.Fatalf("got %d statement plans from the claim, want 3:\n%s", len(idle), strings.Join(idle, "\n\n"))
+	}
+	for i := range idle {
+		if idle[i] != fresh[i] {
+			t.Errorf("statement %d is planned differently once statistics are fresh:\nafter idle:\n%s\nfresh:\n%s", i+1, idle[i], fresh[i])
+		}
+		for _, bad := range []string{"Seq Scan", "Bitmap", "Hash", "Merge Join", "Materialize"} {
+			if strings.Contains(idle[i], bad) {
+				t.Errorf("statement %d has a %s node (a scan or join whose cost grows with the queue):\n%s", i+1, bad, idle[i])
+			}
+		}
+	}
+	table := b.driver.Table()
+	if !strings.Contains(idle[0], "Index Scan using "+table+"_pending_idx") ||
+		!strings.Contains(idle[0], "Index Only Scan using "+table+"_key_running_idx") {
+		t.Errorf("the queue-order scan should walk pending_idx and probe in-flight keys per row:\n%s", idle[0])
+	}
+}
+
+// planShapes keeps the plan nodes of each plan, without costs or values.
+func planShapes(plans []string) []string {
+	var out []string
+	for _, p := range plans {
+		var nodes []string
+		for _, line := range strings.Split(p, "\n") {
+			if i := strings.Index(line, "  (cost="); i >= 0 {
+				nodes = append(nodes, line[:i])
+			}
+		}
+		out = append(out, strings.Join(nodes, "\n"))
+	}
+	return out
+}

@@ -1,0 +1,162 @@
+-- The claim of 003, rewritten set-based with plans that do not depend on
+-- statistics (see the function's comment).
+--
+-- Pending tasks per key, for the claim's per-key lookups. The predicate is
+-- written so that those lookups can use this index and never pending_idx,
+-- and so that a query asking for state IN ('READY', 'RETRY') (the claim's
+-- queue-order walk, rechecks of updated rows) cannot use it. Pending tasks
+-- never have finished_at set, which the check constraint makes sure of: a
+-- pending task missing from this index would never be claimed.
+UPDATE {{.Table}} SET finished_at = NULL
+WHERE state IN ('READY', 'RETRY') AND finished_at IS NOT NULL;
+ALTER TABLE {{.Table}} ADD CONSTRAINT {{.Obj "pending_unfinished_check"}}
+	CHECK (state NOT IN ('READY', 'RETRY') OR finished_at IS NULL);
+DROP INDEX IF EXISTS {{.QObj "key_pending_idx"}};
+CREATE INDEX IF NOT EXISTS {{.Obj "key_pending_idx"}} ON {{.Table}} (task_key, id)
+	WHERE state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+		AND finished_at IS NULL;
+
+-- Claims up to p_limit tasks named in p_names, at most one per key, in one
+-- round trip. It runs as two statements so that the second one reads a
+-- snapshot taken after the per-key locks are held:
+--
+-- 1. Walk due pending rows in queue order (the oldest pending row of a key
+--    holds the key's place), skip keys with a task in flight, and take a
+--    transaction-scoped advisory lock per key without waiting. A key locked
+--    by a concurrent claim is skipped.
+-- 2. For each locked key, the newest due pending task wins if its name is
+--    one of p_names and no task of the key is in flight (checked again in the
+--    fresh snapshot: a claim that held the key's lock before us has
+--    committed by now). The winner is set IN PROGRESS under a new lease
+--    token; older pending tasks of the key become SUPERSEDED pointing at it.
+--
+-- A pending task older than a task of its key that has already started
+-- never runs (invariant 2). Such a task appears when its transaction commits
+-- after a newer task of the key was claimed (ids come from a sequence,
+-- visibility from commit order), or when it is due again after the newer
+-- task ran. It is superseded by the newest started task of its key, as are
+-- the pending tasks older than that one. A task has started when it was
+-- claimed: attempts > 0, or, after a retry or a release reset its attempts,
+-- last_attempted later than created_at (both get the same now() when a task
+-- is added).
+--
+-- The plans must not depend on statistics. A queue table swings from idle
+-- to thousands of pending rows faster than statistics follow: after
+-- VACUUM ANALYZE of an idle queue the planner takes the partial pending
+-- indexes for one-row indexes and walks them end to end once per key or per
+-- row. So every statement here can only be planned one way:
+--  - bitmap and sequential scans are off; step 1 is then an ordered walk of
+--    pending_idx that stops after the rows it needs (LIMIT);
+--  - correlated checks are subplans (OFFSET 0), probing an index per row;
+--  - per-key lookups start from the array of locked keys (LATERAL) and say
+--    "pending" the way key_pending_idx's predicate does, which pending_idx
+--    cannot serve;
+--  - updated rows are found by id, with a state recheck that no partial
+--    index can serve, so only the primary key applies.
+CREATE OR REPLACE FUNCTION {{.QObj "claim"}}(p_names text[], p_limit integer, p_lease interval)
+RETURNS SETOF {{.Table}}
+LANGUAGE plpgsql VOLATILE
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+AS $claim$
+DECLARE
+	v_keys text[] := '{}';
+	v_key text;
+	v_scan_limit integer := greatest(p_limit * 20, 1000);
+	v_winners bigint[];
+	v_stale_keys text[];
+	v_stale_by bigint[];
+BEGIN
+	FOR v_key IN
+		SELECT p.task_key
+		FROM {{.Table}} p
+		WHERE p.state IN ('READY', 'RETRY')
+			AND p.do_after <= now()
+			AND p.task_name = ANY (p_names)
+			AND NOT EXISTS (
+				SELECT 1 FROM {{.Table}} r
+				WHERE r.task_key = p.task_key AND r.state = 'IN PROGRESS'
+				OFFSET 0)
+		ORDER BY p.id
+		LIMIT v_scan_limit
+	LOOP
+		CONTINUE WHEN v_key = ANY (v_keys);
+		IF pg_try_advisory_xact_lock({{.LockClass}}, hashtext(v_key)) THEN
+			v_keys := v_keys || v_key;
+			EXIT WHEN cardinality(v_keys) >= p_limit;
+		END IF;
+	END LOOP;
+
+	IF cardinality(v_keys) = 0 THEN
+		RETURN;
+	END IF;
+
+	-- Per locked key: the newest due pending task, and the newest task of
+	-- the key that has started after it, if any.
+	WITH heads AS (
+		SELECT h.id, h.task_key, h.task_name,
+			(SELECT max(n.id) FROM {{.Table}} n
+			 WHERE n.task_key = h.task_key AND n.id > h.id
+				AND (n.attempts > 0 OR n.last_attempted > n.created_at)) AS newer_started
+		FROM unnest(v_keys) AS k(key)
+		CROSS JOIN LATERAL (
+			SELECT c.id, c.task_key, c.task_name
+			FROM {{.Table}} c
+			WHERE c.task_key = k.key
+				AND c.state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+				AND c.finished_at IS NULL
+				AND c.do_after <= now()
+			ORDER BY c.id DESC
+			LIMIT 1) h
+	)
+	SELECT
+		array_agg(h.id) FILTER (WHERE h.newer_started IS NULL
+			AND h.task_name = ANY (p_names)
+			AND NOT EXISTS (
+				SELECT 1 FROM {{.Table}} r
+				WHERE r.task_key = h.task_key AND r.state = 'IN PROGRESS'
+				OFFSET 0)),
+		array_agg(h.task_key) FILTER (WHERE h.newer_started IS NOT NULL),
+		array_agg(h.newer_started) FILTER (WHERE h.newer_started IS NOT NULL)
+	INTO v_winners, v_stale_keys, v_stale_by
+	FROM heads h;
+
+	RETURN QUERY
+	WITH claimed AS (
+		UPDATE {{.Table}} t
+		SET state = 'IN PROGRESS',
+			attempts = t.attempts + 1,
+			lease_token = gen_random_uuid(),
+			lease_expires_at = now() + p_lease,
+			last_attempted = now()
+		WHERE t.id = ANY (v_winners)
+			AND t.state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+		RETURNING t.*
+	), supersessions AS (
+		SELECT c.task_key, c.id AS by_id FROM claimed c
+		UNION ALL
+		SELECT x.task_key, x.by_id FROM unnest(v_stale_keys, v_stale_by) AS x(task_key, by_id)
+	), superseded AS (
+		UPDATE {{.Table}} s
+		SET state = 'SUPERSEDED',
+			superseded_by = o.by_id,
+			finished_at = now(),
+			last_attempt_message = 'superseded by task ' || o.by_id
+		FROM (
+			SELECT older.id, x.by_id
+			FROM supersessions x
+			CROSS JOIN LATERAL (
+				SELECT p.id
+				FROM {{.Table}} p
+				WHERE p.task_key = x.task_key
+					AND p.id < x.by_id
+					AND p.state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+					AND p.finished_at IS NULL
+				OFFSET 0) older
+		) o
+		WHERE s.id = o.id
+			AND s.state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+	)
+	SELECT * FROM claimed ORDER BY claimed.id;
+END
+$claim$;
