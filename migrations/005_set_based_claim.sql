@@ -60,40 +60,38 @@ SET enable_bitmapscan = off
 SET enable_seqscan = off
 AS $claim$
 DECLARE
-	v_keys text[] := '{}';
-	v_key text;
-	v_scan_limit integer := greatest(p_limit * 20, 1000);
+	v_keys text[];
 	v_winners bigint[];
 	v_stale_keys text[];
 	v_stale_by bigint[];
 BEGIN
-	FOR v_key IN
-		SELECT p.task_key
-		FROM {{.Table}} p
-		WHERE p.state IN ('READY', 'RETRY')
-			AND p.do_after <= now()
-			AND p.task_name = ANY (p_names)
-			AND NOT EXISTS (
-				SELECT 1 FROM {{.Table}} r
-				WHERE r.task_key = p.task_key AND r.state = 'IN PROGRESS'
-				OFFSET 0)
-		ORDER BY p.id
-		LIMIT v_scan_limit
-	LOOP
-		CONTINUE WHEN v_key = ANY (v_keys);
-		IF pg_try_advisory_xact_lock({{.LockClass}}, hashtext(v_key)) THEN
-			v_keys := v_keys || v_key;
-			EXIT WHEN cardinality(v_keys) >= p_limit;
-		END IF;
-	END LOOP;
+	-- A key with several due pending tasks appears once per task; the lock
+	-- is re-entrant, so the key is locked once and counted more than once.
+	SELECT array_agg(DISTINCT l.task_key) INTO v_keys
+	FROM (
+		SELECT s.task_key
+		FROM (
+			SELECT p.task_key
+			FROM {{.Table}} p
+			WHERE p.state IN ('READY', 'RETRY')
+				AND p.do_after <= now()
+				AND p.task_name = ANY (p_names)
+				AND NOT EXISTS (
+					SELECT 1 FROM {{.Table}} r
+					WHERE r.task_key = p.task_key AND r.state = 'IN PROGRESS'
+					OFFSET 0)
+			ORDER BY p.id
+			LIMIT greatest(p_limit * 20, 1000)) s
+		WHERE pg_try_advisory_xact_lock({{.LockClass}}, hashtext(s.task_key))
+		LIMIT p_limit) l;
 
-	IF cardinality(v_keys) = 0 THEN
+	IF v_keys IS NULL THEN
 		RETURN;
 	END IF;
 
 	-- Per locked key: the newest due pending task, and the newest task of
 	-- the key that has started after it, if any.
-	WITH heads AS (
+	WITH heads AS MATERIALIZED (
 		SELECT h.id, h.task_key, h.task_name,
 			(SELECT max(n.id) FROM {{.Table}} n
 			 WHERE n.task_key = h.task_key AND n.id > h.id
