@@ -253,6 +253,8 @@ type ClaimParams struct {
 }
 
 // Lease is one claim on a task. Only its holder can finish or extend it.
+// The token is fresh for every claim call (the tasks of one call share it),
+// so TaskID and Token together name the lease.
 type Lease struct {
 	TaskID  int64
 	Token   string

@@ -223,17 +223,24 @@ type claimWatcher struct {
 	calls      int
 	lastEmpty  int // number of the last claim that found nothing
 	leases     map[int64][]queue.Lease
-	finished   map[string][]queue.Completion // by lease token
-	afterFirst func()                        // called once, after the first claim, before it returns
+	finished   map[leaseName][]queue.Completion
+	afterFirst func() // called once, after the first claim, before it returns
+}
+
+// leaseName is what names a lease: the task and the claim's token.
+type leaseName struct {
+	id    int64
+	token string
 }
 
 func (w *claimWatcher) Finish(ctx context.Context, cs []queue.Completion) ([]int64, error) {
 	w.mu.Lock()
 	if w.finished == nil {
-		w.finished = map[string][]queue.Completion{}
+		w.finished = map[leaseName][]queue.Completion{}
 	}
 	for _, c := range cs {
-		w.finished[c.Lease.Token] = append(w.finished[c.Lease.Token], c)
+		n := leaseName{c.Lease.TaskID, c.Lease.Token}
+		w.finished[n] = append(w.finished[n], c)
 	}
 	w.mu.Unlock()
 	return w.PostgresDriver.Finish(ctx, cs)
@@ -243,7 +250,7 @@ func (w *claimWatcher) Finish(ctx context.Context, cs []queue.Completion) ([]int
 func (w *claimWatcher) finishes(l queue.Lease) []queue.Completion {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]queue.Completion(nil), w.finished[l.Token]...)
+	return append([]queue.Completion(nil), w.finished[leaseName{l.TaskID, l.Token}]...)
 }
 
 func (w *claimWatcher) Claim(ctx context.Context, p queue.ClaimParams) ([]queue.ClaimedTask, error) {

@@ -60,6 +60,9 @@ SET enable_bitmapscan = off
 SET enable_seqscan = off
 AS $claim$
 DECLARE
+	-- One token per claim: with the task id it names the lease, and one
+	-- random value per call costs less than one per task.
+	v_token uuid := gen_random_uuid();
 	v_keys text[];
 	v_winners bigint[];
 	v_stale_keys text[];
@@ -124,7 +127,7 @@ BEGIN
 		UPDATE {{.Table}} t
 		SET state = 'IN PROGRESS',
 			attempts = t.attempts + 1,
-			lease_token = gen_random_uuid(),
+			lease_token = v_token,
 			lease_expires_at = now() + p_lease,
 			last_attempted = now()
 		WHERE t.id = ANY (v_winners)
