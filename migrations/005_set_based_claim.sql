@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS {{.Obj "key_pending_idx"}} ON {{.Table}} (task_key, i
 -- VACUUM ANALYZE of an idle queue the planner takes the partial pending
 -- indexes for one-row indexes and walks them end to end once per key or per
 -- row. So every statement here can only be planned one way:
+--  - plans are generic (made once per connection, not per call: planning
+--    these statements costs more than running them for a few tasks);
 --  - bitmap and sequential scans are off; step 1 is then an ordered walk of
 --    pending_idx that stops after the rows it needs (LIMIT);
 --  - correlated checks are subplans (OFFSET 0), probing an index per row;
@@ -58,6 +60,7 @@ RETURNS SETOF {{.Table}}
 LANGUAGE plpgsql VOLATILE
 SET enable_bitmapscan = off
 SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
 AS $claim$
 DECLARE
 	-- One token per claim: with the task id it names the lease, and one
