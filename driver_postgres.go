@@ -33,6 +33,7 @@ type postgresConfig struct {
 	schema    string
 	table     string
 	notify    bool
+	prepare   bool
 	listenDSN string
 }
 
@@ -66,6 +67,7 @@ type PostgresDriver struct {
 	notify    bool
 	names     sqlNames
 	q         postgresQueries
+	stmts     *preparedStatements
 }
 
 // OpenPostgres connects to the database at dsn (a URL or key=value string
@@ -140,7 +142,7 @@ func NewPostgresDriver(user, pass, host, dbname, table string) (*PostgresDriver,
 }
 
 func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, error) {
-	cfg := postgresConfig{schema: DefaultSchema, table: DefaultTable, notify: true}
+	cfg := postgresConfig{schema: DefaultSchema, table: DefaultTable, notify: true, prepare: true}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -160,6 +162,7 @@ func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, erro
 		listenDSN: cfg.listenDSN,
 		names:     names,
 		q:         renderQueries(names),
+		stmts:     &preparedStatements{db: db, on: cfg.prepare},
 	}, nil
 }
 
@@ -178,6 +181,7 @@ func (d *PostgresDriver) Channel() string { return d.channel }
 
 // Close closes the database handle if the driver opened it.
 func (d *PostgresDriver) Close() error {
+	d.stmts.close()
 	if d.ownsDB {
 		return d.db.Close()
 	}
@@ -191,13 +195,6 @@ func notifyChannel(schema, table string) string {
 		ch = fmt.Sprintf("esync:%08x:%s", crc32.ChecksumIEEE([]byte(schema+"."+table)), table)
 	}
 	return ch
-}
-
-// querier is what *sql.DB and *sql.Tx have in common.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // AddTasks inserts tasks in one statement and announces them on the
@@ -220,20 +217,23 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 			maxAttempts[i] = DefaultMaxAttempts
 		}
 	}
-	var q querier = d.db
-	if tx != nil {
-		q = tx
-	}
 	channel := ""
 	if d.notify {
 		channel = d.channel
 	}
 	var ids []int64
 	var notified int
-	err := q.QueryRowContext(ctx, d.q.insert,
-		pq.Array(names), pq.Array(keys), pq.Array(datas), pq.Array(by),
-		pq.Array(delays), pq.Array(maxAttempts), channel,
-	).Scan(pq.Array(&ids), &notified)
+	args := []any{pq.Array(names), pq.Array(keys), pq.Array(datas), pq.Array(by),
+		pq.Array(delays), pq.Array(maxAttempts), channel}
+	var row *sql.Row
+	if tx != nil {
+		// The caller's transaction may come from another *sql.DB, where
+		// the driver's statements are not prepared.
+		row = tx.QueryRowContext(ctx, d.q.insert, args...)
+	} else {
+		row = d.stmts.queryRow(ctx, d.q.insert, args...)
+	}
+	err := row.Scan(pq.Array(&ids), &notified)
 	if err != nil {
 		return nil, fmt.Errorf("queue: add tasks: %w", err)
 	}
@@ -249,7 +249,7 @@ func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTas
 	if p.Lease <= 0 {
 		return nil, errors.New("queue: claim needs a positive lease")
 	}
-	rows, err := d.db.QueryContext(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds())
+	rows, err := d.stmts.query(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("queue: claim: %w", err)
 	}
@@ -289,7 +289,7 @@ func (d *PostgresDriver) Finish(ctx context.Context, completions []Completion) (
 		ids[i], tokens[i], states[i], messages[i] = c.Lease.TaskID, c.Lease.Token, string(c.State), c.Message
 		delays[i] = c.Delay.Seconds()
 	}
-	rows, err := d.db.QueryContext(ctx, d.q.finish,
+	rows, err := d.stmts.query(ctx, d.q.finish,
 		pq.Array(ids), pq.Array(tokens), pq.Array(states), pq.Array(messages), pq.Array(delays))
 	if err != nil {
 		return nil, fmt.Errorf("queue: finish: %w", err)
@@ -306,7 +306,7 @@ func (d *PostgresDriver) ExtendLeases(ctx context.Context, leases []Lease, dur t
 	for i, l := range leases {
 		ids[i], tokens[i] = l.TaskID, l.Token
 	}
-	rows, err := d.db.QueryContext(ctx, d.q.extend, pq.Array(ids), pq.Array(tokens), dur.Seconds())
+	rows, err := d.stmts.query(ctx, d.q.extend, pq.Array(ids), pq.Array(tokens), dur.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("queue: extend leases: %w", err)
 	}

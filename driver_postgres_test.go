@@ -464,3 +464,47 @@ func TestRedactDSN(t *testing.T) {
 		}
 	}
 }
+
+func TestPreparedStatements(t *testing.T) {
+	t.Parallel()
+	dsn := queuetest.NewDSN(t)
+	for _, on := range []bool{true, false} {
+		db, err := sql.Open("postgres", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1) // the statements below see the driver's connection
+		d, err := queue.NewPostgresDriverFromDB(db, queue.WithTable(fmt.Sprintf("prepared_%t", on)), queue.WithPreparedStatements(on))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := d.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tm := queue.NewTaskManager(d)
+		for i := range 3 {
+			if _, err := tm.Add(ctx, "job", fmt.Sprint("k", i), nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := d.Claim(ctx, queue.ClaimParams{Names: []string{"job"}, Limit: 1, Lease: time.Minute})
+			if err != nil || len(got) != 1 {
+				t.Fatalf("prepared=%t: claim: %d tasks, %v", on, len(got), err)
+			}
+			lost, err := d.Finish(ctx, []queue.Completion{{Lease: got[0].Lease, State: queue.TaskDone}})
+			if err != nil || len(lost) != 0 {
+				t.Fatalf("prepared=%t: finish: lost %v, %v", on, lost, err)
+			}
+		}
+		var prepared int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_prepared_statements
+			WHERE statement LIKE '%_claim"(%' OR statement LIKE '%INSERT INTO%' OR statement LIKE '%lease_token = f.token%'`).Scan(&prepared); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 3, false: 0}[on]; prepared != want {
+			t.Errorf("prepared=%t: %d of the insert, claim and finish statements are prepared on the connection, want %d", on, prepared, want)
+		}
+		d.Close()
+		db.Close()
+	}
+}
