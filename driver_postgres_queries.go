@@ -162,7 +162,11 @@ WHERE t.id = $1 AND t.state IN ('FAILED', 'CANCELLED')
 	AND NOT EXISTS (
 		SELECT 1 FROM {{.Table}} n
 		WHERE n.task_key = t.task_key AND n.id > t.id
-			AND (n.attempts > 0 OR n.last_attempted > n.created_at))`),
+			AND (n.attempts > 0 OR n.last_attempted > n.created_at)
+			AND n.state <> 'IN PROGRESS')
+	AND NOT EXISTS (
+		SELECT 1 FROM {{.Table}} r
+		WHERE r.task_key = t.task_key AND r.id > t.id AND r.state = 'IN PROGRESS')`),
 
 		// Due pending tasks whose name no handler of this process knows.
 		cancelUnhandled: n.render("cancelUnhandled", `

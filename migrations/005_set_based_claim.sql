@@ -16,6 +16,14 @@ CREATE INDEX IF NOT EXISTS {{.Obj "key_pending_idx"}} ON {{.Table}} (task_key, i
 	WHERE state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
 		AND finished_at IS NULL;
 
+-- Tasks that have started, per key, for "never back in time". Tasks in
+-- flight are left out: the claim writes one index entry fewer, and a key
+-- with a task in flight is skipped by the claim anyway (Retry looks them up
+-- through key_running_idx).
+DROP INDEX IF EXISTS {{.QObj "key_started_idx"}};
+CREATE INDEX IF NOT EXISTS {{.Obj "key_started_idx"}} ON {{.Table}} (task_key, id)
+	WHERE (attempts > 0 OR last_attempted > created_at) AND state <> 'IN PROGRESS';
+
 -- Claims up to p_limit tasks named in p_names, at most one per key, in one
 -- round trip. It runs as two statements so that the second one reads a
 -- snapshot taken after the per-key locks are held:
@@ -96,12 +104,14 @@ BEGIN
 	END IF;
 
 	-- Per locked key: the newest due pending task, and the newest task of
-	-- the key that has started after it, if any.
+	-- the key that has started after it, if any (one still in flight makes
+	-- the key busy, checked below).
 	WITH heads AS MATERIALIZED (
 		SELECT h.id, h.task_key, h.task_name,
 			(SELECT max(n.id) FROM {{.Table}} n
 			 WHERE n.task_key = h.task_key AND n.id > h.id
-				AND (n.attempts > 0 OR n.last_attempted > n.created_at)) AS newer_started
+				AND (n.attempts > 0 OR n.last_attempted > n.created_at)
+				AND n.state <> 'IN PROGRESS') AS newer_started
 		FROM unnest(v_keys) AS k(key)
 		CROSS JOIN LATERAL (
 			SELECT c.id, c.task_key, c.task_name
