@@ -73,7 +73,8 @@ func WithMaintenanceInterval(d time.Duration) ManagerOption {
 }
 
 // WithBatchSize caps how many tasks one claim takes (default 100); a stream
-// never claims more than it has free slots.
+// never claims more than it has free slots. A stream whose concurrency is at
+// least twice the batch size claims with two loops at once.
 func WithBatchSize(n int) ManagerOption {
 	return func(c *managerConfig) { c.batchSize = max(n, 1) }
 }

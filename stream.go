@@ -40,6 +40,20 @@ func Exclusive() StreamOption {
 	return func(s *stream) { s.exclusive = true }
 }
 
+// maxClaimers bounds the claim loops of one stream. Two keep the database
+// busy while one loop's claimed tasks are started; more only contend.
+const maxClaimers = 2
+
+// claimers is how many claim loops the stream runs: two when it can run two
+// full batches at once, else one. An exclusive stream, or one without task
+// names, runs one.
+func (s *stream) claimers(batch int) int {
+	if s.exclusive || len(s.names) == 0 {
+		return 1
+	}
+	return min(max(s.concurrency/batch, 1), maxClaimers)
+}
+
 func (s *stream) start() {
 	s.slots = make(chan struct{}, s.concurrency)
 	s.wake = make(chan struct{}, 1)
@@ -67,7 +81,7 @@ func (s *stream) takeSlot(stop <-chan struct{}) bool {
 func (s *stream) freeSlot() { <-s.slots }
 
 // runStream claims and starts tasks for one stream until the manager stops
-// claiming.
+// claiming. A stream may run more than one (see claimers).
 func (m *SyncManager) runStream(s *stream) {
 	defer m.streamLoops.Done()
 	if len(s.names) == 0 {

@@ -35,7 +35,7 @@ type SyncManager struct {
 	runCtx       context.Context // parent of every action's context
 	cancelRuns   context.CancelCauseFunc
 	stopClaiming chan struct{}
-	streamLoops  sync.WaitGroup // one claim loop per stream
+	streamLoops  sync.WaitGroup // the streams' claim loops
 	loops        sync.WaitGroup // background services
 	actions      sync.WaitGroup // actions in flight
 	completer    *completer
@@ -203,8 +203,10 @@ func (m *SyncManager) Start(ctx context.Context) error {
 	// (empty) claim is announced only by its NOTIFY.
 	m.startListener(ctx)
 	for _, s := range m.streams {
-		m.streamLoops.Add(1)
-		go m.runStream(s)
+		for range s.claimers(m.cfg.batchSize) {
+			m.streamLoops.Add(1)
+			go m.runStream(s)
+		}
 	}
 	m.loops.Add(2)
 	go m.leases.run()

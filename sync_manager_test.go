@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"sync"
@@ -635,5 +636,87 @@ func TestRunOnce(t *testing.T) {
 	}
 	if len(ran) != 5 {
 		t.Fatalf("ran %v, want 5 tasks", ran)
+	}
+}
+
+// overlapWatcher makes the first claim wait until a second claim is on its
+// way, and records the most claims seen at once.
+type overlapWatcher struct {
+	*queue.PostgresDriver
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	second   chan struct{} // closed when two claims are on their way
+}
+
+func (w *overlapWatcher) Claim(ctx context.Context, p queue.ClaimParams) ([]queue.ClaimedTask, error) {
+	w.mu.Lock()
+	w.inFlight++
+	w.most = max(w.most, w.inFlight)
+	if w.inFlight == 2 {
+		select {
+		case <-w.second:
+		default:
+			close(w.second)
+		}
+	}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.inFlight--
+		w.mu.Unlock()
+	}()
+	select {
+	case <-w.second:
+	case <-time.After(10 * time.Second):
+		return nil, errors.New("no second claim came while the first waited")
+	}
+	return w.PostgresDriver.Claim(ctx, p)
+}
+
+// TestStreamWithTwoClaimLoops: a stream that can run two batches at once
+// claims with two loops, never more, and RunUntilIdle still waits until
+// every task ran (a loop's empty claim while the other loop holds tasks not
+// yet started must not count as idle).
+func TestStreamWithTwoClaimLoops(t *testing.T) {
+	t.Parallel()
+	d := queuetest.NewDriver(t)
+	tm := queue.NewTaskManager(d)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for round := range 3 {
+		specs := make([]queue.TaskSpec, 300)
+		for i := range specs {
+			specs[i] = queue.TaskSpec{Name: "work", Key: fmt.Sprintf("r%d-k%d", round, i)}
+		}
+		if _, err := tm.AddMany(ctx, specs); err != nil {
+			t.Fatal(err)
+		}
+		w := &overlapWatcher{PostgresDriver: d, second: make(chan struct{})}
+		sm := queue.NewSyncManager(w, queue.WithBatchSize(4))
+		var ran atomic.Int64
+		act := queue.TaskActionFunc(func(queue.Task) (queue.TaskResult, queue.TaskMessage) {
+			ran.Add(1)
+			time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+			return queue.TaskResultSuccess, ""
+		})
+		if err := sm.RegisterTaskHandler(act, "work"); err != nil {
+			t.Fatal(err)
+		}
+		if err := sm.ConfigureStream("work", queue.WithConcurrency(16)); err != nil {
+			t.Fatal(err)
+		}
+		if err := sm.RunUntilIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if w.most != 2 {
+			t.Fatalf("round %d: at most %d claims at once, want 2", round, w.most)
+		}
+		if n, err := tm.Count(ctx, queue.TaskFilter{Name: "work", States: []queue.TaskState{queue.TaskDone}}); err != nil || n != 300*(round+1) {
+			t.Fatalf("round %d: %d tasks DONE (%v) when RunUntilIdle returned, want %d", round, n, err, 300*(round+1))
+		}
+		if ran.Load() != 300 {
+			t.Fatalf("round %d: %d runs, want 300", round, ran.Load())
+		}
 	}
 }
