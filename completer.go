@@ -19,6 +19,7 @@ type completer struct {
 	waiting atomic.Int64 // results added but not yet written
 	done    chan struct{}
 	once    sync.Once
+	giveUp  chan struct{} // closed when close's deadline passes: no more retries
 
 	closing  atomic.Bool // close was called: failures are returned too
 	mu       sync.Mutex
@@ -33,7 +34,7 @@ type finished struct {
 const completerBatch = 1000
 
 func newCompleter(m *SyncManager) *completer {
-	c := &completer{m: m, in: make(chan finished, 4*completerBatch), done: make(chan struct{})}
+	c := &completer{m: m, in: make(chan finished, 4*completerBatch), done: make(chan struct{}), giveUp: make(chan struct{})}
 	go c.run()
 	return c
 }
@@ -47,13 +48,18 @@ func (c *completer) add(c2 Completion, s *stream) {
 // pending reports how many results wait to be written.
 func (c *completer) pending() int64 { return c.waiting.Load() }
 
-// close writes what is queued and stops. Call it after every add. It
-// returns the writes that failed after it was called (they were reported
-// too).
-func (c *completer) close() error {
+// close writes what is queued and stops. Call it after every add. Once ctx
+// ends, each batch left gets one attempt and no retries. It returns the
+// writes that failed after it was called (they were reported too).
+func (c *completer) close(ctx context.Context) error {
 	c.closing.Store(true)
 	c.once.Do(func() { close(c.in) })
-	<-c.done
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		close(c.giveUp)
+		<-c.done
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeErr.ErrorOrNil()
@@ -81,8 +87,8 @@ func (c *completer) run() {
 }
 
 // write finishes a batch, trying again for a while if the database is
-// unreachable. If it stays unreachable the leases expire and the tasks run
-// again: nothing is lost.
+// unreachable (not after a shutdown's deadline). If it stays unreachable the
+// leases expire and the tasks run again: nothing is lost.
 func (c *completer) write(batch []finished) {
 	completions := make([]Completion, len(batch))
 	for i, f := range batch {
@@ -100,7 +106,12 @@ func (c *completer) write(batch []finished) {
 			}
 			break
 		}
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+			continue
+		case <-c.giveUp:
+		}
+		break
 	}
 	if err != nil {
 		err = fmt.Errorf("finish %d tasks: %w (their leases will expire and they will run again)", len(batch), err)

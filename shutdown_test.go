@@ -361,7 +361,13 @@ func TestShutdownReturnsEveryError(t *testing.T) {
 	drv.fail.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
+	began := time.Now()
 	err := sm.Shutdown(ctx)
+	// The failed write is not retried past the deadline (the retries would
+	// take about 13 s); the scheduler's own stop timeout is 200 ms.
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("shutdown took %s with a 100ms deadline: the failed finish was retried past it", took)
+	}
 	var merr *multierror.Error
 	if !errors.As(err, &merr) {
 		t.Fatalf("shutdown returned %v (%T), want a multierror", err, err)

@@ -298,7 +298,7 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 	if serr != nil {
 		errs = multierror.Append(errs, fmt.Errorf("scheduler shutdown: %w", serr))
 	}
-	errs = multierror.Append(errs, m.completer.close())
+	errs = multierror.Append(errs, m.completer.close(ctx))
 	m.cancelRuns(errShutdown)
 	if m.stopListen != nil {
 		m.stopListen()
