@@ -70,7 +70,8 @@ func TestMultiProcessWorker(t *testing.T) {
 		queue.WithLease(2*time.Second),
 		queue.WithMaintenanceInterval(200*time.Millisecond),
 		queue.WithPollInterval(200*time.Millisecond),
-		queue.WithStopTimeout(20*time.Second))
+		queue.WithStopTimeout(20*time.Second),
+		queue.WithBatchSize(2)) // concurrency 4: two claim loops per process
 	sm.SetErrorHandler(func(err error) {
 		fmt.Fprintf(os.Stderr, "worker %d: %v\n", pid, err)
 		db.Exec(`INSERT INTO mp_errors (pid, err) VALUES ($1, $2)`, pid, err.Error())
