@@ -412,3 +412,35 @@ func TestCDCKeepsOriginalSyncState(t *testing.T) {
 		t.Fatalf("after a change the runner emitted %v, want [update:2]", seen)
 	}
 }
+
+// TestCDCFirstSyncRowsAndTaskIDs: a first sync adds one cdc_hash row per
+// object (pending, not yet synced), and its tasks, whose message_queue_id
+// is derived per statement rather than drawn per task, still get distinct
+// ids, also across runs.
+func TestCDCFirstSyncRowsAndTaskIDs(t *testing.T) {
+	t.Parallel()
+	s := newCDCSetup(t)
+	s.exec(t, `INSERT INTO customer SELECT g, 'c' || g, NULL, NULL, NULL FROM generate_series(1, 300) g`)
+	r := s.taskRunner(t, "customers", customerSource)
+	if n := s.run(t, r); n != 300 {
+		t.Fatalf("first run emitted %d, want 300", n)
+	}
+	s.exec(t, `INSERT INTO customer SELECT g, 'c' || g, NULL, NULL, NULL FROM generate_series(301, 400) g`)
+	if n := s.run(t, r); n != 100 {
+		t.Fatalf("second run emitted %d, want the 100 new objects", n)
+	}
+	var tasks, ids, rows, pending int
+	if err := s.db.QueryRow(`SELECT count(*), count(DISTINCT message_queue_id) FROM message_queue`).Scan(&tasks, &ids); err != nil {
+		t.Fatal(err)
+	}
+	if tasks != 400 || ids != 400 {
+		t.Fatalf("%d tasks with %d distinct message_queue_id, want 400 and 400", tasks, ids)
+	}
+	if err := s.db.QueryRow(`SELECT count(*), count(pending_hash) FROM cdc_hash WHERE row_hash IS NULL AND cdc_controller_id = $1`,
+		r.ControllerID()).Scan(&rows, &pending); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 400 || pending != 400 {
+		t.Fatalf("cdc_hash holds %d unsynced rows, %d pending, want 400 and 400", rows, pending)
+	}
+}

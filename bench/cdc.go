@@ -17,6 +17,9 @@ type cdcFigures struct {
 	firstSync float64 // tasks emitted per second by the first run
 	diff      float64 // source rows diffed per second with 1% changed
 	heapMB    float64 // Go heap in use after the runs
+	rssMB     float64 // this process's peak resident memory (VmHWM)
+	pgOneMB   float64 // largest private memory of one PostgreSQL process during the runs
+	pgAllMB   float64 // largest private memory of the database's PostgreSQL processes together
 }
 
 // measureCDC builds a customer table of CDCRows rows, times the first run of
@@ -48,6 +51,14 @@ ANALYZE customer`, cfg.CDCRows)); err != nil {
 		return cdcFigures{}, err
 	}
 	var f cdcFigures
+	sampler, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return f, err
+	}
+	defer sampler.Close()
+	sampler.SetMaxOpenConns(1)
+	mem := watchBackends(ctx, sampler)
+	defer mem.done()
 	start := time.Now()
 	n, err := r.Run(ctx)
 	if err != nil {
@@ -77,6 +88,8 @@ ANALYZE customer`, cfg.CDCRows)); err != nil {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	f.heapMB = float64(ms.HeapInuse) / (1 << 20)
+	f.rssMB = float64(rssKB("self", "VmHWM")) / 1024
+	f.pgOneMB, f.pgAllMB = mem.done()
 	return f, nil
 }
 
@@ -94,7 +107,7 @@ func splitExec(ctx context.Context, db *sql.DB, stmts ...string) error {
 // rounds and prints medians.
 func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) error {
 	var first, diff []float64
-	heap := 0.0
+	var heap, rss, pgOne, pgAll float64
 	for round := 1; round <= cfg.Rounds; round++ {
 		name, dsn, err := srv.CreateDatabase(ctx)
 		if err != nil {
@@ -105,14 +118,18 @@ func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer)
 		if err != nil {
 			return fmt.Errorf("cdc: %w", err)
 		}
-		fmt.Fprintf(w, "round %d  CDC, %d rows: first sync %s tasks/s, diff with 1%% changed %s rows/s, Go heap %.1f MB\n",
-			round, cfg.CDCRows, formatRate(f.firstSync), formatRate(f.diff), f.heapMB)
+		fmt.Fprintf(w, "round %d  CDC, %d rows: first sync %s tasks/s, diff with 1%% changed %s rows/s, Go heap %.1f MB, process peak RSS %s, PostgreSQL private memory %s (one process), %s (all)\n",
+			round, cfg.CDCRows, formatRate(f.firstSync), formatRate(f.diff), f.heapMB, formatMB(f.rssMB), formatMB(f.pgOneMB), formatMB(f.pgAllMB))
 		first, diff = append(first, f.firstSync), append(diff, f.diff)
-		heap = max(heap, f.heapMB)
+		heap, rss = max(heap, f.heapMB), max(rss, f.rssMB)
+		pgOne, pgAll = max(pgOne, f.pgOneMB), max(pgAll, f.pgAllMB)
 	}
 	fmt.Fprintf(w, "\n| CDC, %d rows (esync only) | median |\n|---|---:|\n", cfg.CDCRows)
 	fmt.Fprintf(w, "| first sync: tasks emitted/s | %s |\n", formatRate(median(first)))
 	fmt.Fprintf(w, "| diff, 1%% changed: source rows/s | %s |\n", formatRate(median(diff)))
-	fmt.Fprintf(w, "| Go heap in use after the runs (max) | %.1f MB |\n\n", heap)
+	fmt.Fprintf(w, "| Go heap in use after the runs (max) | %.1f MB |\n", heap)
+	fmt.Fprintf(w, "| benchmark process, peak RSS (max) | %s |\n", formatMB(rss))
+	fmt.Fprintf(w, "| PostgreSQL, private memory of one process (max) | %s |\n", formatMB(pgOne))
+	fmt.Fprintf(w, "| PostgreSQL, private memory of the database's processes together (max) | %s |\n\n", formatMB(pgAll))
 	return nil
 }

@@ -37,6 +37,7 @@ type config struct {
 	CDCRows            int           // rows of the CDC source table
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
+	Only               string        // "" for everything, "cdc" for the CDC measurement alone
 }
 
 // defaultConfig is what `go run .` measures.
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&cfg.CDCRows, "cdc-rows", cfg.CDCRows, "rows of the CDC source table (a multiple of 100)")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
+	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc"`)
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -122,6 +124,8 @@ func (c config) validate() error {
 		return fmt.Errorf("-latency-n must be at least 1 and -cdc-rows at least 100")
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout must be positive")
+	case c.Only != "" && c.Only != "cdc":
+		return fmt.Errorf(`-only takes "cdc" (or nothing)`)
 	}
 	return nil
 }
