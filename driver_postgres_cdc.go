@@ -58,10 +58,6 @@ WITH src AS (
 // emitted task, whose object kept its row. Should one appear anyway, the
 // run fails on the unique constraint, emits nothing, and the next run
 // updates the row instead.
-//
-// The tasks get their message_queue_id (a column the original schema
-// requires) from one random uuid per statement and a row counter, instead
-// of a random uuid per task, which costs about 4 µs a row here.
 func (d *PostgresDriver) cdcEmitTasks(ctx context.Context, tx *sql.Tx, source, hash string, p cdcEmitParams) (int, error) {
 	channel := ""
 	if d.notify {
@@ -77,9 +73,8 @@ added AS (
 	ON CONFLICT (cdc_controller_id, object_id) DO UPDATE
 	SET pending_hash = excluded.pending_hash, pending_at = excluded.pending_at, updated_at = now()
 ), tasks AS (
-	INSERT INTO {{.Table}} (message_queue_id, task_name, task_key, data, created_by, state, last_attempt_message, do_after, max_attempts)
-	SELECT ((SELECT left(gen_random_uuid()::text, 24)) || lpad(to_hex(row_number() OVER ()), 12, '0'))::uuid,
-		CASE d.action WHEN 'create' THEN $5::text WHEN 'update' THEN $6::text ELSE $7::text END,
+	INSERT INTO {{.Table}} (task_name, task_key, data, created_by, state, last_attempt_message, do_after, max_attempts)
+	SELECT CASE d.action WHEN 'create' THEN $5::text WHEN 'update' THEN $6::text ELSE $7::text END,
 		CASE WHEN char_length($8::text || d.object_id) <= 255 THEN $8::text || d.object_id
 			ELSE left($8::text || d.object_id, 200) || '#' || md5($8::text || d.object_id) END,
 		jsonb_build_object('controller', $1::text, 'object_id', d.object_id, 'action', d.action, 'hash', d.target::text)
