@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/esync/queue"
@@ -17,16 +18,18 @@ var noopAction = queue.TaskActionFunc(func(queue.Task) (queue.TaskResult, queue.
 })
 
 // ManagerDrain preloads DrainN tasks with distinct keys and times a
-// SyncManager running them with a no-op action until it is idle: what a
-// user of the library gets, claim loop, completer and all. The stream runs
-// ManagerConcurrency tasks at once and claims up to ClaimLimit per round
-// trip.
+// SyncManager running them with a no-op action: what a user of the library
+// gets, claim loops, completer and all. The stream runs ManagerConcurrency
+// tasks at once and claims up to ClaimLimit per round trip. As for River,
+// the time runs from Start to the moment the last result is written; the
+// shutdown after it is not timed.
 func (b *esyncBench) ManagerDrain(ctx context.Context) (measurement, error) {
 	n := b.cfg.DrainN
 	if _, err := b.tasks.AddMany(ctx, specs(n, 0)); err != nil {
 		return measurement{}, fmt.Errorf("esync preload: %w", err)
 	}
-	m := queue.NewSyncManager(b.driver,
+	counted := &finishCounter{PostgresDriver: b.driver, want: int64(n), done: make(chan time.Time, 1)}
+	m := queue.NewSyncManager(counted,
 		queue.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		queue.WithBatchSize(b.cfg.ClaimLimit))
 	var (
@@ -49,8 +52,19 @@ func (b *esyncBench) ManagerDrain(ctx context.Context) (measurement, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	err := m.RunUntilIdle(ctx)
-	elapsed := time.Since(start)
+	err := m.Start(ctx)
+	var elapsed time.Duration
+	if err == nil {
+		select {
+		case last := <-counted.done:
+			elapsed = last.Sub(start)
+		case <-ctx.Done():
+			err = fmt.Errorf("%d of %d results written: %w", counted.finished.Load(), n, ctx.Err())
+		}
+		if serr := m.Shutdown(ctx); err == nil {
+			err = serr
+		}
+	}
 	mu.Lock()
 	if err == nil {
 		err = runErr
@@ -63,4 +77,24 @@ func (b *esyncBench) ManagerDrain(ctx context.Context) (measurement, error) {
 		return measurement{}, err
 	}
 	return measurement{Rate: rate(n, elapsed)}, nil
+}
+
+// finishCounter reports, once, the time when want results have been written.
+type finishCounter struct {
+	*queue.PostgresDriver
+	want     int64
+	finished atomic.Int64
+	done     chan time.Time
+}
+
+// Finish writes the results and counts the ones written.
+func (f *finishCounter) Finish(ctx context.Context, cs []queue.Completion) ([]int64, error) {
+	lost, err := f.PostgresDriver.Finish(ctx, cs)
+	if err == nil {
+		n := int64(len(cs) - len(lost))
+		if after := f.finished.Add(n); after >= f.want && after-n < f.want {
+			f.done <- time.Now()
+		}
+	}
+	return lost, err
 }

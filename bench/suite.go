@@ -52,7 +52,7 @@ func metrics(cfg config, fresh freshDatabases) []*metric {
 		river:     r((*riverBench).Drain),
 	}, {
 		Name:      fmt.Sprintf("no-op drain of %d, distinct keys, SyncManager (tasks/s)", cfg.DrainN),
-		EsyncDoes: fmt.Sprintf("SyncManager.RunUntilIdle, %d at once, batches of %d", cfg.ManagerConcurrency, cfg.ClaimLimit),
+		EsyncDoes: fmt.Sprintf("SyncManager from Start to the last result written, %d at once, batches of %d", cfg.ManagerConcurrency, cfg.ClaimLimit),
 		RiverDoes: "client as in `river bench`",
 		esync:     e((*esyncBench).ManagerDrain),
 		river:     r((*riverBench).Drain),
