@@ -294,7 +294,7 @@ func (d *PostgresDriver) Finish(ctx context.Context, completions []Completion) (
 	if err != nil {
 		return nil, fmt.Errorf("queue: finish: %w", err)
 	}
-	return missingIDs(rows, ids)
+	return readIDs(rows)
 }
 
 // ExtendLeases pushes the expiry of held leases to now plus dur.
@@ -310,31 +310,21 @@ func (d *PostgresDriver) ExtendLeases(ctx context.Context, leases []Lease, dur t
 	if err != nil {
 		return nil, fmt.Errorf("queue: extend leases: %w", err)
 	}
-	return missingIDs(rows, ids)
+	return readIDs(rows)
 }
 
-// missingIDs reads the IDs a statement returned and reports the wanted IDs
-// it did not return.
-func missingIDs(rows *sql.Rows, wanted []int64) ([]int64, error) {
+// readIDs reads the IDs a statement returned: the ones it could not write.
+func readIDs(rows *sql.Rows) ([]int64, error) {
 	defer rows.Close()
-	got := make(map[int64]bool, len(wanted))
+	var ids []int64
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		got[id] = true
+		ids = append(ids, id)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	var lost []int64
-	for _, id := range wanted {
-		if !got[id] {
-			lost = append(lost, id)
-		}
-	}
-	return lost, nil
+	return ids, rows.Err()
 }
 
 // RescueExpired returns tasks with an expired lease to RETRY (due at once),

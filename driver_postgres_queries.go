@@ -77,6 +77,7 @@ FROM ins`),
 		// releases a task that never ran to an end (shutdown): the attempt
 		// does not count.
 		finish: n.render("finish", `
+WITH written AS (
 UPDATE {{.Table}} t
 SET state = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED' ELSE f.state END,
 	last_attempt_message = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
@@ -88,14 +89,17 @@ SET state = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'F
 	lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) AS f(id, token, state, message, delay)
 WHERE t.id = f.id AND t.lease_token = f.token AND t.state = 'IN PROGRESS'
-RETURNING t.id`),
+RETURNING t.id)
+SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`),
 
 		extend: n.render("extend", `
+WITH written AS (
 UPDATE {{.Table}} t
 SET lease_expires_at = now() + make_interval(secs => $3)
 FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
 WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
-RETURNING t.id`),
+RETURNING t.id)
+SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`),
 
 		rescue: n.render("rescue", `
 UPDATE {{.Table}} t
