@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/esync/queue"
 	"github.com/esync/queue/queuetest"
@@ -440,5 +441,51 @@ func TestCDCFirstSyncRows(t *testing.T) {
 	}
 	if rows != 400 || pending != 400 {
 		t.Fatalf("cdc_hash holds %d unsynced rows, %d pending, want 400 and 400", rows, pending)
+	}
+}
+
+// TestCDCDeleteSyncedWhileRecreatePending: an object deleted and then
+// re-created while its delete task runs stays tracked when the delete
+// succeeds, so the pending create is not emitted a second time.
+func TestCDCDeleteSyncedWhileRecreatePending(t *testing.T) {
+	t.Parallel()
+	s := newCDCSetup(t)
+	s.exec(t, `INSERT INTO customer VALUES (2, 'Bob', 'bob@x', NULL, NULL)`)
+	r := s.taskRunner(t, "customers", customerSource)
+	s.run(t, r)
+	s.drain(t, r, cdcSucceed)
+
+	s.exec(t, `DELETE FROM customer WHERE id = 2`)
+	if n := s.run(t, r); n != 1 {
+		t.Fatalf("emitted %d after the delete, want 1", n)
+	}
+	claimed, err := s.d.Claim(s.ctx, queue.ClaimParams{Names: []string{cdcTaskNames.Delete}, Limit: 1, Lease: time.Minute})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim the delete task: %d tasks, %v", len(claimed), err)
+	}
+	s.exec(t, `INSERT INTO customer VALUES (2, 'Bob again', 'bob@y', NULL, NULL)`)
+	if n := s.run(t, r); n != 1 {
+		t.Fatalf("emitted %d after the object came back, want 1 (its create)", n)
+	}
+	if res, msg := r.Wrap(cdcSucceed).Do(claimed[0].Task); res != queue.TaskResultSuccess {
+		t.Fatalf("delete task: %s %s", res, msg)
+	}
+
+	var rowHash, pending sql.NullInt64
+	if err := s.db.QueryRow(`SELECT row_hash, pending_hash FROM cdc_hash WHERE object_id = '2'`).Scan(&rowHash, &pending); err != nil {
+		t.Fatalf("object 2 forgotten after its delete synced while its create was pending: %v", err)
+	}
+	if rowHash.Valid || !pending.Valid {
+		t.Fatalf("object 2: row_hash %v pending %v, want none stored and the create pending", rowHash, pending)
+	}
+	if n := s.run(t, r); n != 0 {
+		t.Fatalf("emitted %d while the create was pending, want 0", n)
+	}
+	if _, err := s.d.Finish(s.ctx, []queue.Completion{{Lease: claimed[0].Lease, State: queue.TaskDone}}); err != nil {
+		t.Fatal(err)
+	}
+	s.drain(t, r, cdcSucceed)
+	if n := s.run(t, r); n != 0 {
+		t.Fatalf("emitted %d after the create synced, want 0", n)
 	}
 }

@@ -133,48 +133,42 @@ func (d *PostgresDriver) cdcDiffRows(ctx context.Context, tx *sql.Tx, source, ha
 	return rows.Err()
 }
 
-// cdcMarkSynced records objects as synced at their hash: stored hashes take
-// the new value, a pending emission of that hash is cleared, and objects
-// whose delete went through are forgotten.
+// cdcMarkSynced records objects as synced at their hash, in one statement:
+// stored hashes take the new value, a pending emission of that hash is
+// cleared, and objects whose delete went through are forgotten (unless a
+// newer emission of them is pending).
 func (d *PostgresDriver) cdcMarkSynced(ctx context.Context, controller string, objects []CDCObjectAction) error {
 	if len(objects) == 0 {
 		return nil
 	}
-	ids, hashes := make([]string, len(objects)), make([]string, len(objects))
-	var deleted []string
+	ids, hashes, deletes := make([]string, len(objects)), make([]string, len(objects)), make([]bool, len(objects))
 	for i, o := range objects {
-		ids[i], hashes[i] = o.ObjectID, o.Hash
-		if o.Action == CDCActionDelete {
-			deleted = append(deleted, o.ObjectID)
-		}
+		ids[i], hashes[i], deletes[i] = o.ObjectID, o.Hash, o.Action == CDCActionDelete
 	}
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, d.names.render("cdcSynced", `
+	_, err := d.stmts.exec(ctx, d.names.render("cdcSynced", `
+WITH o AS (
+	SELECT x.id, x.hash, x.del FROM unnest($2::text[], $3::int8[], $4::bool[]) AS x(id, hash, del)
+), forgotten AS (
+	DELETE FROM {{.CDC}} c USING o
+	WHERE o.del AND c.cdc_controller_id = $1 AND c.object_id = o.id
+		AND (c.pending_hash IS NULL OR c.pending_hash = `+zeroHash+`)
+), deleted_but_pending AS (
+	UPDATE {{.CDC}} c SET row_hash = NULL, updated_at = now()
+	FROM o
+	WHERE o.del AND c.cdc_controller_id = $1 AND c.object_id = o.id
+		AND c.pending_hash <> `+zeroHash+`
+)
 INSERT INTO {{.CDC}} AS c (cdc_controller_id, object_id, row_hash)
-SELECT $1, o.id, nullif(o.hash, `+zeroHash+`)
-FROM unnest($2::text[], $3::int8[]) AS o(id, hash)
+SELECT $1, o.id, nullif(o.hash, `+zeroHash+`) FROM o WHERE NOT o.del
 ON CONFLICT (cdc_controller_id, object_id) DO UPDATE
 SET row_hash = excluded.row_hash,
 	pending_hash = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_hash END,
 	pending_at = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_at END,
-	updated_at = now()`), controller, pq.Array(ids), pq.Array(hashes))
+	updated_at = now()`), controller, pq.Array(ids), pq.Array(hashes), pq.Array(deletes))
 	if err != nil {
 		return fmt.Errorf("queue: CDC mark synced: %w", err)
 	}
-	if len(deleted) > 0 {
-		_, err = tx.ExecContext(ctx, d.names.render("cdcForget", `
-DELETE FROM {{.CDC}}
-WHERE cdc_controller_id = $1 AND object_id = ANY ($2::text[]) AND row_hash IS NULL AND pending_hash IS NULL`),
-			controller, pq.Array(deleted))
-		if err != nil {
-			return fmt.Errorf("queue: CDC forget deleted: %w", err)
-		}
-	}
-	return tx.Commit()
+	return nil
 }
 
 // cdcClearPending forgets a pending emission that failed for good, so the

@@ -21,7 +21,8 @@ type preparedStatements struct {
 }
 
 // WithPreparedStatements turns prepared statements for inserts, claims,
-// finishes and lease extensions on or off (default on). Turn them off behind
+// finishes, lease extensions and CDC success records on or off (default
+// on). Turn them off behind
 // a PgBouncer in transaction mode older than 1.21 (or without
 // max_prepared_statements).
 func WithPreparedStatements(on bool) PostgresOption {
@@ -38,6 +39,18 @@ func (p *preparedStatements) query(ctx context.Context, text string, args ...any
 		return p.db.QueryContext(ctx, text, args...)
 	}
 	return st.QueryContext(ctx, args...)
+}
+
+// exec runs a statement that returns no rows, prepared when that is on.
+func (p *preparedStatements) exec(ctx context.Context, text string, args ...any) (sql.Result, error) {
+	st, err := p.prepared(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return p.db.ExecContext(ctx, text, args...)
+	}
+	return st.ExecContext(ctx, args...)
 }
 
 // queryRow is query for one row.
