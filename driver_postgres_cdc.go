@@ -12,8 +12,10 @@ import (
 	"github.com/lib/pq"
 )
 
-// This file holds the CDC runner's SQL. The source query is SQL the
-// application writes (never built from input); it is wrapped as a subquery.
+// This file holds the CDC runner's SQL (the statement that records successes,
+// which is the same on every call, is rendered once with the queue's other
+// statements). The source query is SQL the application writes (never built
+// from input); it is wrapped as a subquery.
 
 // zeroHash is the target hash of a delete.
 const zeroHash = "0::int8"
@@ -145,26 +147,7 @@ func (d *PostgresDriver) cdcMarkSynced(ctx context.Context, controller string, o
 	for i, o := range objects {
 		ids[i], hashes[i], deletes[i] = o.ObjectID, o.Hash, o.Action == CDCActionDelete
 	}
-	_, err := d.stmts.exec(ctx, d.names.render("cdcSynced", `
-WITH o AS (
-	SELECT x.id, x.hash, x.del FROM unnest($2::text[], $3::int8[], $4::bool[]) AS x(id, hash, del)
-), forgotten AS (
-	DELETE FROM {{.CDC}} c USING o
-	WHERE o.del AND c.cdc_controller_id = $1 AND c.object_id = o.id
-		AND (c.pending_hash IS NULL OR c.pending_hash = `+zeroHash+`)
-), deleted_but_pending AS (
-	UPDATE {{.CDC}} c SET row_hash = NULL, updated_at = now()
-	FROM o
-	WHERE o.del AND c.cdc_controller_id = $1 AND c.object_id = o.id
-		AND c.pending_hash <> `+zeroHash+`
-)
-INSERT INTO {{.CDC}} AS c (cdc_controller_id, object_id, row_hash)
-SELECT $1, o.id, nullif(o.hash, `+zeroHash+`) FROM o WHERE NOT o.del
-ON CONFLICT (cdc_controller_id, object_id) DO UPDATE
-SET row_hash = excluded.row_hash,
-	pending_hash = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_hash END,
-	pending_at = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_at END,
-	updated_at = now()`), controller, pq.Array(ids), pq.Array(hashes), pq.Array(deletes))
+	_, err := d.stmts.exec(ctx, d.q.cdcSynced, controller, pq.Array(ids), pq.Array(hashes), pq.Array(deletes))
 	if err != nil {
 		return fmt.Errorf("queue: CDC mark synced: %w", err)
 	}

@@ -52,7 +52,7 @@ func (n sqlNames) render(name, text string) string {
 type postgresQueries struct {
 	insert, claim, finish, extend, rescue, deleteFinished    string
 	get, list, count, countByState, cancel, cancelKey, retry string
-	cancelUnhandled, scheduleRun                             string
+	cancelUnhandled, scheduleRun, cdcSynced                  string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -192,5 +192,28 @@ VALUES ($1, now(), $2)
 ON CONFLICT (name) DO UPDATE SET last_started = now(), started_by = $2
 WHERE s.last_started <= now() - make_interval(secs => $3)
 RETURNING 1`),
+
+		// A CDC controller's objects recorded as synced ($1 controller; ids,
+		// hashes and whether each was a delete): see cdcMarkSynced.
+		cdcSynced: n.render("cdcSynced", `
+WITH o AS (
+	SELECT x.id, x.hash, x.del FROM unnest($2::text[], $3::int8[], $4::bool[]) AS x(id, hash, del)
+), forgotten AS (
+	DELETE FROM {{.CDC}} c USING o
+	WHERE o.del AND c.cdc_controller_id = $1 AND c.object_id = o.id
+		AND (c.pending_hash IS NULL OR c.pending_hash = `+zeroHash+`)
+), deleted_but_pending AS (
+	UPDATE {{.CDC}} c SET row_hash = NULL, updated_at = now()
+	FROM o
+	WHERE o.del AND c.cdc_controller_id = $1 AND c.object_id = o.id
+		AND c.pending_hash <> `+zeroHash+`
+)
+INSERT INTO {{.CDC}} AS c (cdc_controller_id, object_id, row_hash)
+SELECT $1, o.id, nullif(o.hash, `+zeroHash+`) FROM o WHERE NOT o.del
+ON CONFLICT (cdc_controller_id, object_id) DO UPDATE
+SET row_hash = excluded.row_hash,
+	pending_hash = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_hash END,
+	pending_at = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_at END,
+	updated_at = now()`),
 	}
 }
