@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -257,12 +258,9 @@ func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTas
 	var out []ClaimedTask
 	for rows.Next() {
 		var c ClaimedTask
-		var token sql.NullString
-		var expires sql.NullTime
-		if err := scanTask(rows, &c.Task, &token, &expires); err != nil {
+		if err := scanTask(rows, &c.Task, &c.Lease); err != nil {
 			return nil, fmt.Errorf("queue: claim: %w", err)
 		}
-		c.Lease = Lease{TaskID: c.ID, Token: token.String, Expires: expires.Time}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
@@ -357,9 +355,7 @@ func (d *PostgresDriver) execCount(ctx context.Context, what, query string, args
 // GetTask reads one task.
 func (d *PostgresDriver) GetTask(ctx context.Context, id int64) (Task, error) {
 	var t Task
-	var token sql.NullString
-	var expires sql.NullTime
-	err := scanTask(d.db.QueryRowContext(ctx, d.q.get, id), &t, &token, &expires)
+	err := scanTask(d.db.QueryRowContext(ctx, d.q.get, id), &t, nil)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Task{}, fmt.Errorf("%w: id %d", ErrTaskNotFound, id)
 	}
@@ -383,9 +379,7 @@ func (d *PostgresDriver) ListTasks(ctx context.Context, f TaskFilter) ([]Task, e
 	var out []Task
 	for rows.Next() {
 		var t Task
-		var token sql.NullString
-		var expires sql.NullTime
-		if err := scanTask(rows, &t, &token, &expires); err != nil {
+		if err := scanTask(rows, &t, nil); err != nil {
 			return nil, fmt.Errorf("queue: list tasks: %w", err)
 		}
 		out = append(out, t)
@@ -462,21 +456,38 @@ func (d *PostgresDriver) RetryTask(ctx context.Context, id int64) error {
 type rowScanner interface{ Scan(dest ...any) error }
 
 // taskColumns lists, in scanTask's order, the columns read for a Task.
-const taskColumns = `id, task_key, task_name, coalesce(created_at, last_attempted), created_by, state,
-	data, attempts, max_attempts, do_after, last_attempted, last_attempt_message,
-	coalesce(superseded_by, 0), finished_at, lease_token::text, lease_expires_at`
+// Times come as seconds since the epoch (float8, exact to the microsecond
+// for centuries around now): a number is cheaper to print and to parse than
+// a timestamp's text, which counted for a tenth of a claim's Go time.
+const taskColumns = `id, task_key, task_name, date_part('epoch', coalesce(created_at, last_attempted)), created_by, state,
+	data, attempts, max_attempts, date_part('epoch', do_after), date_part('epoch', last_attempted), last_attempt_message,
+	coalesce(superseded_by, 0), date_part('epoch', finished_at), lease_token::text, date_part('epoch', lease_expires_at)`
 
-func scanTask(r rowScanner, t *Task, token *sql.NullString, expires *sql.NullTime) error {
+// scanTask reads a row of taskColumns into t, and the lease into lease if
+// it is not nil.
+func scanTask(r rowScanner, t *Task, lease *Lease) error {
 	var state string
-	var finished sql.NullTime
-	err := r.Scan(&t.ID, &t.Key, &t.Name, &t.Created, &t.CreatedBy, &state,
-		&t.RawData, &t.Attempt, &t.MaxAttempts, &t.RunAfter, &t.LastAttempted, &t.Message,
-		&t.SupersededBy, &finished, token, expires)
+	var created, runAfter, attempted float64
+	var finished, leaseExpires sql.NullFloat64
+	var token sql.NullString
+	err := r.Scan(&t.ID, &t.Key, &t.Name, &created, &t.CreatedBy, &state,
+		&t.RawData, &t.Attempt, &t.MaxAttempts, &runAfter, &attempted, &t.Message,
+		&t.SupersededBy, &finished, &token, &leaseExpires)
 	if err != nil {
 		return err
 	}
+	t.Created, t.RunAfter, t.LastAttempted = epochTime(created), epochTime(runAfter), epochTime(attempted)
+	t.FinishedAt = time.Time{}
+	if finished.Valid {
+		t.FinishedAt = epochTime(finished.Float64)
+	}
+	if lease != nil {
+		*lease = Lease{TaskID: t.ID, Token: token.String}
+		if leaseExpires.Valid {
+			lease.Expires = epochTime(leaseExpires.Float64)
+		}
+	}
 	t.State = TaskState(state)
-	t.FinishedAt = finished.Time
 	t.Data = nil
 	if len(t.RawData) > 0 && t.RawData[0] == '{' {
 		if err := json.Unmarshal(t.RawData, &t.Data); err != nil {
@@ -484,6 +495,12 @@ func scanTask(r rowScanner, t *Task, token *sql.NullString, expires *sql.NullTim
 		}
 	}
 	return nil
+}
+
+// epochTime turns seconds since the epoch, as PostgreSQL's date_part gives
+// them, back into a time, rounded to PostgreSQL's microseconds.
+func epochTime(seconds float64) time.Time {
+	return time.UnixMicro(int64(math.Round(seconds * 1e6)))
 }
 
 func stateStrings(states []TaskState) []string {

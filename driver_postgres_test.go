@@ -508,3 +508,51 @@ func TestPreparedStatements(t *testing.T) {
 		db.Close()
 	}
 }
+
+// TestTaskTimesMatchTheRow: the times of a claimed or read task are the
+// stored ones, to the microsecond, over tasks whose times differ in every
+// digit of their microseconds.
+func TestTaskTimesMatchTheRow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	specs := make([]queue.TaskSpec, 300)
+	for i := range specs {
+		specs[i] = queue.TaskSpec{Name: "job", Key: fmt.Sprint("k", i)}
+	}
+	if _, err := b.tm.AddMany(b.ctx, specs); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.claimLease(t, 300, time.Minute) {
+		// Microseconds that differ from task to task.
+		if _, err := b.db.ExecContext(b.ctx, `UPDATE `+b.table+` SET created_at = created_at - make_interval(secs => $2 * 0.000001)
+			WHERE id = $1`, c.ID, c.ID*7919%1000000); err != nil {
+			t.Fatal(err)
+		}
+		b.finish(t, c, queue.TaskDone, 0)
+	}
+	tasks, err := b.tm.List(b.ctx, queue.TaskFilter{Limit: 1000})
+	requireNoError(t, err)
+	if len(tasks) != 300 {
+		t.Fatalf("listed %d tasks, want 300", len(tasks))
+	}
+	for _, task := range tasks {
+		var created, doAfter, attempted, finished time.Time
+		if err := b.db.QueryRowContext(b.ctx, `SELECT created_at, do_after, last_attempted, finished_at FROM `+b.table+` WHERE id = $1`, task.ID).
+			Scan(&created, &doAfter, &attempted, &finished); err != nil {
+			t.Fatal(err)
+		}
+		if !task.Created.Equal(created) || !task.RunAfter.Equal(doAfter) || !task.LastAttempted.Equal(attempted) || !task.FinishedAt.Equal(finished) {
+			t.Fatalf("task %d times %s %s %s %s, stored %s %s %s %s", task.ID,
+				task.Created, task.RunAfter, task.LastAttempted, task.FinishedAt, created, doAfter, attempted, finished)
+		}
+	}
+	id := b.add(t, "job", "K", nil)
+	c := b.claimOne(t)
+	var expires time.Time
+	if err := b.db.QueryRowContext(b.ctx, `SELECT lease_expires_at FROM `+b.table+` WHERE id = $1`, id).Scan(&expires); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Lease.Expires.Equal(expires) {
+		t.Fatalf("lease expires %s, stored %s", c.Lease.Expires, expires)
+	}
+}
