@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,53 +21,66 @@ type outcome struct {
 
 // runTask runs one claimed task in its stream's slot: with a deadline, a
 // lease kept alive meanwhile, panics recovered, and the result handed to the
-// completer. A result that comes after the timeout, after the lease was lost
-// or after a hard stop is discarded.
+// completer. The action runs on this goroutine; if its context ends first
+// (timeout, lost lease, hard stop), the run is settled without it: the slot
+// is freed and a result that comes later is discarded.
 func (m *SyncManager) runTask(s *stream, ct ClaimedTask) {
-	defer func() {
-		s.running.Add(-1)
-		s.freeSlot()
-		m.actions.Done()
-	}()
 	h := m.handlers[ct.Name]
 	ctx, cancel := context.WithCancelCause(m.runCtx)
-	defer cancel(nil)
 	m.leases.hold(ct.Lease, cancel)
-	defer m.leases.drop(ct.ID)
 	runCtx, stopTimer := context.WithTimeoutCause(ctx, h.timeout, errTaskTimeout)
-	defer stopTimer()
 	runCtx, notes := withRunNotes(runCtx)
 	task := ct.Task
 	task.ctx = runCtx
 
-	done := make(chan outcome, 1) // buffered: a late result is dropped, not blocked
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				done <- outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("panic: %v\n%s", r, firstLines(debug.Stack(), 12)))}
-			}
-		}()
-		res, msg := h.action.Do(task)
-		done <- outcome{res, msg}
-	}()
-
-	var c Completion
-	select {
-	case o := <-done:
-		c = m.completionFor(h, ct, o, notes)
-	case <-runCtx.Done():
+	// The first of "the action returned" and "the context ended" settles
+	// the run, once.
+	var settled atomic.Bool
+	settle := func(c *Completion) {
+		if c != nil {
+			m.completer.add(*c, s)
+		}
+		stopTimer()
+		cancel(nil)
+		m.leases.drop(ct.ID)
+		s.running.Add(-1)
+		s.freeSlot()
+		m.actions.Done()
+	}
+	stopWatching := context.AfterFunc(runCtx, func() {
+		if !settled.CompareAndSwap(false, true) {
+			return
+		}
 		switch cause := context.Cause(runCtx); {
 		case errors.Is(cause, ErrLeaseLost):
 			m.report(fmt.Errorf("task %d (%s %s): %w; another worker may run it", ct.ID, ct.Name, ct.Key, ErrLeaseLost))
-			return
+			settle(nil)
 		case errors.Is(cause, errShutdown):
-			c = Completion{Lease: ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished"}
+			settle(&Completion{Lease: ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished"})
 		default:
-			o := outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("timed out after %s", h.timeout))}
-			c = m.completionFor(h, ct, o, notes)
+			c := m.completionFor(h, ct, outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("timed out after %s", h.timeout))}, notes)
+			settle(&c)
 		}
+	})
+
+	o := runAction(h.action, task)
+	if !stopWatching() || !settled.CompareAndSwap(false, true) {
+		return // settled without the action: its result is discarded
 	}
-	m.completer.add(c, s)
+	c := m.completionFor(h, ct, o, notes)
+	settle(&c)
+}
+
+// runAction runs an action, turning a panic into a retry failure with the
+// panic text.
+func runAction(action TaskAction, task Task) (o outcome) {
+	defer func() {
+		if r := recover(); r != nil {
+			o = outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("panic: %v\n%s", r, firstLines(debug.Stack(), 12)))}
+		}
+	}()
+	res, msg := action.Do(task)
+	return outcome{res, msg}
 }
 
 // completionFor maps an action's result to the task's next state.
