@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync/atomic"
 	"time"
 )
 
@@ -34,8 +33,8 @@ func (m *SyncManager) runTask(s *stream, ct ClaimedTask) {
 	task.ctx = runCtx
 
 	// The first of "the action returned" and "the context ended" settles
-	// the run, once.
-	var settled atomic.Bool
+	// the run, once: stopping the watch below fails exactly when the watch
+	// has started settling it.
 	settle := func(c *Completion) {
 		if c != nil {
 			m.completer.add(*c, s)
@@ -48,9 +47,6 @@ func (m *SyncManager) runTask(s *stream, ct ClaimedTask) {
 		m.actions.Done()
 	}
 	stopWatching := context.AfterFunc(runCtx, func() {
-		if !settled.CompareAndSwap(false, true) {
-			return
-		}
 		switch cause := context.Cause(runCtx); {
 		case errors.Is(cause, ErrLeaseLost):
 			m.report(fmt.Errorf("task %d (%s %s): %w; another worker may run it", ct.ID, ct.Name, ct.Key, ErrLeaseLost))
@@ -64,7 +60,7 @@ func (m *SyncManager) runTask(s *stream, ct ClaimedTask) {
 	})
 
 	o := runAction(h.action, task)
-	if !stopWatching() || !settled.CompareAndSwap(false, true) {
+	if !stopWatching() {
 		return // settled without the action: its result is discarded
 	}
 	c := m.completionFor(h, ct, o, notes)

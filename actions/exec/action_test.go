@@ -265,21 +265,37 @@ func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 
 	// The test ends the run itself once the child exists, so the check does
 	// not depend on how fast the machine starts processes.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan [2]string, 1)
-	go func() {
-		res, msg := a.Do(task(t, `{}`).WithContext(ctx))
-		done <- [2]string{string(res), string(msg)}
-	}()
-	child := readPID(t, pidFile)
+	child, cancelRun := startUntilChild(t, a, pidFile)
 	if !alive(child) {
 		t.Fatalf("child %d is not running before the timeout", child)
 	}
-	cancel()
-	r := <-done
-	wantResult(t, queue.TaskResult(r[0]), queue.TaskMessage(r[1]), queue.TaskResultRetryFailure, "cancelled; process group killed")
+	res, msg := cancelRun()
+	wantResult(t, res, msg, queue.TaskResultRetryFailure, "cancelled; process group killed")
 	waitGone(t, child)
+}
+
+// startUntilChild runs a in the background until the script has written its
+// child's pid to pidFile, and returns that pid and a function that cancels
+// the run and returns its result.
+func startUntilChild(t *testing.T, a *execaction.Action, pidFile string) (int, func() (queue.TaskResult, queue.TaskMessage)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	type result struct {
+		res queue.TaskResult
+		msg queue.TaskMessage
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, msg := a.Do(task(t, `{}`).WithContext(ctx))
+		done <- result{res, msg}
+	}()
+	child := readPID(t, pidFile)
+	return child, func() (queue.TaskResult, queue.TaskMessage) {
+		cancel()
+		r := <-done
+		return r.res, r.msg
+	}
 }
 
 func TestConfiguredTimeoutRetries(t *testing.T) {
@@ -302,17 +318,9 @@ func TestKillGraceSendsSIGTERMFirst(t *testing.T) {
 		sleep 1000 & echo $! > "$1"; wait`)
 	// A grace far longer than the test: only SIGTERM can end the run early.
 	a := newAction(t, execaction.Config{Program: prog, Args: []string{pidFile}, KillGrace: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan [2]string, 1)
-	go func() {
-		res, msg := a.Do(task(t, `{}`).WithContext(ctx))
-		done <- [2]string{string(res), string(msg)}
-	}()
-	child := readPID(t, pidFile)
-	cancel()
-	r := <-done
-	wantResult(t, queue.TaskResult(r[0]), queue.TaskMessage(r[1]), queue.TaskResultRetryFailure, "cancelled", "got TERM")
+	child, cancelRun := startUntilChild(t, a, pidFile)
+	res, msg := cancelRun()
+	wantResult(t, res, msg, queue.TaskResultRetryFailure, "cancelled", "got TERM")
 	waitGone(t, child)
 }
 
