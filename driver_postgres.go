@@ -255,13 +255,14 @@ func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTas
 		return nil, fmt.Errorf("queue: claim: %w", err)
 	}
 	defer rows.Close()
-	var out []ClaimedTask
+	// Room for a usual claim up front: growing the slice copies every task.
+	out := make([]ClaimedTask, 0, min(p.Limit, 512))
 	for rows.Next() {
-		var c ClaimedTask
+		out = append(out, ClaimedTask{})
+		c := &out[len(out)-1]
 		if err := scanTask(rows, &c.Task, &c.Lease); err != nil {
 			return nil, fmt.Errorf("queue: claim: %w", err)
 		}
-		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("queue: claim: %w", err)

@@ -7,27 +7,29 @@ import (
 	"time"
 )
 
-// leaseKeeper extends the leases of running tasks while their actions run,
-// and cancels an action whose lease was lost (taken over after expiry).
+// leaseKeeper holds the runs in progress. It extends their leases while
+// their actions run, ends a run whose lease was lost (taken over after
+// expiry), and ends them all at a hard stop.
 type leaseKeeper struct {
-	m    *SyncManager
-	mu   sync.Mutex
-	held map[int64]heldLease
-}
-
-type heldLease struct {
-	lease  Lease
-	cancel context.CancelCauseFunc
+	m       *SyncManager
+	mu      sync.Mutex
+	held    map[int64]*taskRun
+	stopped bool // after endAll: no run is held any more
 }
 
 func newLeaseKeeper(m *SyncManager) *leaseKeeper {
-	return &leaseKeeper{m: m, held: map[int64]heldLease{}}
+	return &leaseKeeper{m: m, held: map[int64]*taskRun{}}
 }
 
-func (k *leaseKeeper) hold(l Lease, cancel context.CancelCauseFunc) {
+// hold keeps r's lease alive until drop; false after endAll.
+func (k *leaseKeeper) hold(r *taskRun) bool {
 	k.mu.Lock()
-	k.held[l.TaskID] = heldLease{l, cancel}
-	k.mu.Unlock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return false
+	}
+	k.held[r.ct.ID] = r
+	return true
 }
 
 func (k *leaseKeeper) drop(id int64) {
@@ -54,8 +56,8 @@ func (k *leaseKeeper) run() {
 func (k *leaseKeeper) extend() {
 	k.mu.Lock()
 	leases := make([]Lease, 0, len(k.held))
-	for _, h := range k.held {
-		leases = append(leases, h.lease)
+	for _, r := range k.held {
+		leases = append(leases, r.ct.Lease)
 	}
 	k.mu.Unlock()
 	if len(leases) == 0 {
@@ -71,11 +73,30 @@ func (k *leaseKeeper) extend() {
 		return
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
+	var ended []*taskRun
 	for _, id := range lost {
-		// Finished meanwhile (dropped) or really lost: cancel only the latter.
-		if h, ok := k.held[id]; ok {
-			h.cancel(ErrLeaseLost)
+		// Finished meanwhile (dropped) or really lost: end only the latter.
+		if r, ok := k.held[id]; ok {
+			ended = append(ended, r)
 		}
+	}
+	k.mu.Unlock()
+	for _, r := range ended { // ending a run drops it: not under the lock
+		r.end(ErrLeaseLost)
+	}
+}
+
+// endAll ends every run still held, and the ones that would be held later,
+// with cause: the hard stop.
+func (k *leaseKeeper) endAll(cause error) {
+	k.mu.Lock()
+	k.stopped = true
+	runs := make([]*taskRun, 0, len(k.held))
+	for _, r := range k.held {
+		runs = append(runs, r)
+	}
+	k.mu.Unlock()
+	for _, r := range runs {
+		r.end(cause)
 	}
 }

@@ -116,16 +116,20 @@ type Task struct {
 	// FinishedAt is when the task reached a final state.
 	FinishedAt time.Time
 
-	ctx context.Context
+	ctx context.Context // set by WithContext
+	run *taskRun        // the SyncManager's run of the task, if any
 }
 
 // Context returns the task's context: it carries the run's deadline and is
 // cancelled when the run times out or the manager shuts down. It is never nil.
 func (t Task) Context() context.Context {
-	if t.ctx == nil {
-		return context.Background()
+	switch {
+	case t.ctx != nil:
+		return t.ctx
+	case t.run != nil:
+		return t.run.context()
 	}
-	return t.ctx
+	return context.Background()
 }
 
 // WithContext returns a copy of t whose Context is ctx.

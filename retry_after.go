@@ -14,10 +14,20 @@ type runNotes struct {
 
 type runNotesKey struct{}
 
-// withRunNotes returns a context that RetryAfter can write to, and the notes.
-func withRunNotes(ctx context.Context) (context.Context, *runNotes) {
-	n := &runNotes{}
-	return context.WithValue(ctx, runNotesKey{}, n), n
+// notesContext is a context that RetryAfter can write to: a run's context
+// and its notes in one value.
+type notesContext struct {
+	context.Context
+	notes *runNotes
+}
+
+// Value returns the notes for their key and asks the run's context for
+// every other key.
+func (c notesContext) Value(key any) any {
+	if key == (runNotesKey{}) {
+		return c.notes
+	}
+	return c.Context.Value(key)
 }
 
 // RetryAfter asks that the task, if its action returns
@@ -50,6 +60,5 @@ func RequestedRetryDelay(task Task) (time.Duration, bool) {
 // WithRetryNotes returns a copy of task whose context records RetryAfter
 // calls, for testing actions outside a SyncManager.
 func WithRetryNotes(task Task) Task {
-	ctx, _ := withRunNotes(task.Context())
-	return task.WithContext(ctx)
+	return task.WithContext(notesContext{task.Context(), &runNotes{}})
 }

@@ -17,8 +17,10 @@ type stream struct {
 	exclusive   bool
 	names       []string // task names that run in this stream
 
-	slots      chan struct{} // a send takes a slot, a receive frees one
-	wake       chan struct{} // nudges an idle loop
+	slots      chan struct{}     // a send takes a slot, a receive frees one
+	wake       chan struct{}     // nudges an idle loop
+	handoff    chan *ClaimedTask // to an idle worker (see startTask)
+	retire     chan struct{}     // ends an idle worker
 	running    atomic.Int64
 	emptyAtGen atomic.Int64 // finishGen before the last claim that found nothing; -1 after one that found work
 	lock       atomic.Pointer[ExclusiveLock]
@@ -57,6 +59,8 @@ func (s *stream) claimers(batch int) int {
 func (s *stream) start() {
 	s.slots = make(chan struct{}, s.concurrency)
 	s.wake = make(chan struct{}, 1)
+	s.handoff = make(chan *ClaimedTask)
+	s.retire = make(chan struct{})
 	s.emptyAtGen.Store(-1)
 }
 
@@ -129,10 +133,10 @@ func (m *SyncManager) runStream(s *stream) {
 		if err != nil {
 			m.report(fmt.Errorf("stream %q: %w", s.name, err))
 		}
-		for _, t := range tasks {
+		for i := range tasks {
 			s.running.Add(1)
 			m.actions.Add(1)
-			go m.runTask(s, t)
+			m.startTask(s, &tasks[i])
 		}
 		if len(tasks) > 0 {
 			s.emptyAtGen.Store(-1)
@@ -170,7 +174,8 @@ func (m *SyncManager) returnBudget(k int) {
 }
 
 // wait blocks until the stream is nudged or the poll interval passes; false
-// when the manager stops claiming.
+// when the manager stops claiming. A stream that was not nudged for a poll
+// interval retires its idle workers.
 func (m *SyncManager) wait(s *stream) bool {
 	t := time.NewTimer(m.cfg.pollInterval)
 	defer t.Stop()
@@ -178,6 +183,7 @@ func (m *SyncManager) wait(s *stream) bool {
 	case <-s.wake:
 		return true
 	case <-t.C:
+		s.retireIdleWorkers()
 		return true
 	case <-m.stopClaiming:
 		return false

@@ -32,7 +32,7 @@ type SyncManager struct {
 	schedulesOff bool
 
 	// Set by Start.
-	runCtx       context.Context // parent of every action's context
+	runCtx       context.Context // parent of scheduled runs' and services' contexts
 	cancelRuns   context.CancelCauseFunc
 	stopClaiming chan struct{}
 	streamLoops  sync.WaitGroup // the streams' claim loops
@@ -291,8 +291,9 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		// Actions still running get their context cancelled; their tasks
-		// are released back to the queue by runTask.
+		// are released back to the queue.
 		m.cancelRuns(errShutdown)
+		m.leases.endAll(errShutdown)
 		<-done
 	}
 	if serr != nil {

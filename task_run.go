@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,53 +19,83 @@ type outcome struct {
 	message TaskMessage
 }
 
-// runTask runs one claimed task in its stream's slot: with a deadline, a
-// lease kept alive meanwhile, panics recovered, and the result handed to the
-// completer. The action runs on this goroutine; if its context ends first
-// (timeout, lost lease, hard stop), the run is settled without it: the slot
-// is freed and a result that comes later is discarded.
-func (m *SyncManager) runTask(s *stream, ct ClaimedTask) {
-	h := m.handlers[ct.Name]
-	ctx, cancel := context.WithCancelCause(m.runCtx)
-	m.leases.hold(ct.Lease, cancel)
-	runCtx, stopTimer := context.WithTimeoutCause(ctx, h.timeout, errTaskTimeout)
-	runCtx, notes := withRunNotes(runCtx)
-	task := ct.Task
-	task.ctx = runCtx
+// taskRun is one run of a claimed task. It is settled once, by whichever
+// comes first: the action returning, or the run ending without it (timeout,
+// lost lease, hard stop). Settling frees the stream's slot and hands the
+// result, if any, to the completer; a result that comes later is discarded.
+type taskRun struct {
+	m        *SyncManager
+	s        *stream
+	h        *taskHandler
+	ct       *ClaimedTask
+	deadline time.Time
+	timer    *time.Timer // ends the run at its deadline; stopped by runTask
+	settled  atomic.Bool
+	notes    runNotes
+	ctx      runContext
+}
 
-	// The first of "the action returned" and "the context ended" settles
-	// the run, once: stopping the watch below fails exactly when the watch
-	// has started settling it.
-	settle := func(c *Completion) {
-		if c != nil {
-			m.completer.add(*c, s)
-		}
-		stopTimer()
-		cancel(nil)
-		m.leases.drop(ct.ID)
-		s.running.Add(-1)
-		s.freeSlot()
-		m.actions.Done()
+// runTask runs one claimed task in its stream's slot, on this goroutine:
+// with a deadline, a lease kept alive meanwhile, panics recovered, and the
+// result handed to the completer.
+func (m *SyncManager) runTask(s *stream, ct *ClaimedTask) {
+	r := &taskRun{m: m, s: s, h: m.handlers[ct.Name], ct: ct}
+	r.deadline = time.Now().Add(r.h.timeout)
+	r.timer = time.AfterFunc(r.h.timeout, func() { r.end(errTaskTimeout) })
+	if !m.leases.hold(r) {
+		r.timer.Stop()
+		r.end(errShutdown) // the hard stop came first: the task goes back
+		return
 	}
-	stopWatching := context.AfterFunc(runCtx, func() {
-		switch cause := context.Cause(runCtx); {
-		case errors.Is(cause, ErrLeaseLost):
-			m.report(fmt.Errorf("task %d (%s %s): %w; another worker may run it", ct.ID, ct.Name, ct.Key, ErrLeaseLost))
-			settle(nil)
-		case errors.Is(cause, errShutdown):
-			settle(&Completion{Lease: ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished"})
-		default:
-			c := m.completionFor(h, ct, outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("timed out after %s", h.timeout))}, notes)
-			settle(&c)
-		}
-	})
-
-	o := runAction(h.action, task)
-	if !stopWatching() {
+	task := ct.Task
+	task.run = r
+	o := runAction(r.h.action, task)
+	r.timer.Stop()
+	if !r.settled.CompareAndSwap(false, true) {
 		return // settled without the action: its result is discarded
 	}
-	c := m.completionFor(h, ct, o, notes)
-	settle(&c)
+	c := m.completionFor(r.h, ct, o, &r.notes)
+	r.settle(&c)
+}
+
+// end settles the run without the action's result, unless the action has
+// returned first. cause says why: the task is retried after a timeout,
+// released at a hard stop, and left to the worker that took it over after a
+// lost lease. The action's context is cancelled with cause.
+func (r *taskRun) end(cause error) {
+	r.ctx.end(cause)
+	if !r.settled.CompareAndSwap(false, true) {
+		return
+	}
+	ct := r.ct
+	switch {
+	case errors.Is(cause, ErrLeaseLost):
+		r.m.report(fmt.Errorf("task %d (%s %s): %w; another worker may run it", ct.ID, ct.Name, ct.Key, ErrLeaseLost))
+		r.settle(nil)
+	case errors.Is(cause, errShutdown):
+		r.settle(&Completion{Lease: ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished"})
+	default:
+		c := r.m.completionFor(r.h, ct, outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("timed out after %s", r.h.timeout))}, &r.notes)
+		r.settle(&c)
+	}
+}
+
+// settle hands the run's completion (nil: none) to the completer and frees
+// what the run held. Only the caller that set settled calls it.
+func (r *taskRun) settle(c *Completion) {
+	if c != nil {
+		r.m.completer.add(*c, r.s)
+	}
+	r.ctx.end(context.Canceled)
+	r.m.leases.drop(r.ct.ID)
+	r.s.running.Add(-1)
+	r.s.freeSlot()
+	r.m.actions.Done()
+}
+
+// context returns the action's context, made on the first call.
+func (r *taskRun) context() context.Context {
+	return r.ctx.get(r.deadline, &r.notes)
 }
 
 // runAction runs an action, turning a panic into a retry failure with the
@@ -80,7 +111,7 @@ func runAction(action TaskAction, task Task) (o outcome) {
 }
 
 // completionFor maps an action's result to the task's next state.
-func (m *SyncManager) completionFor(h *taskHandler, ct ClaimedTask, o outcome, notes *runNotes) Completion {
+func (m *SyncManager) completionFor(h *taskHandler, ct *ClaimedTask, o outcome, notes *runNotes) Completion {
 	c := Completion{Lease: ct.Lease, Message: string(o.message)}
 	switch o.result {
 	case TaskResultSuccess:

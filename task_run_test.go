@@ -295,3 +295,84 @@ func TestTaskRunLeaseExtended(t *testing.T) {
 		t.Fatalf("lease expiry took %d values during a run of 2.5 leases, want it extended several times", len(distinct))
 	}
 }
+
+// TestTaskRunContextAskedForLate: an action that first asks for its context
+// after its run has ended gets one that has ended the same way: past the
+// timeout, done with a deadline and context.DeadlineExceeded; after a hard
+// stop, done with the shutdown as its cause.
+func TestTaskRunContextAskedForLate(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		done        bool
+		hadDeadline bool
+		err, cause  error
+	}
+	look := func(task queue.Task) seen {
+		ctx := task.Context()
+		_, ok := ctx.Deadline()
+		s := seen{hadDeadline: ok, err: ctx.Err(), cause: context.Cause(ctx)}
+		select {
+		case <-ctx.Done():
+			s.done = true
+		default:
+		}
+		return s
+	}
+
+	t.Run("after the timeout", func(t *testing.T) {
+		t.Parallel()
+		e := newSMEnv(t)
+		saw := make(chan seen, 1)
+		sm := queue.NewSyncManager(e.d)
+		sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+			if task.Attempt == 1 {
+				time.Sleep(300 * time.Millisecond) // past the timeout, context untouched
+				saw <- look(task)
+			}
+			return queue.TaskResultSuccess, ""
+		}), "slow", queue.WithTimeout(50*time.Millisecond), queue.WithRetryPolicy(queue.ConstantBackoff(time.Hour)))
+		e.add(t, "slow", "k", nil)
+		smStart(t, sm)
+		select {
+		case s := <-saw:
+			if !s.done || !s.hadDeadline || !errors.Is(s.err, context.DeadlineExceeded) {
+				t.Fatalf("context asked for after the timeout: done %v, deadline %v, error %v; want done, a deadline, DeadlineExceeded", s.done, s.hadDeadline, s.err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the action never looked at its context")
+		}
+	})
+
+	t.Run("after a hard stop", func(t *testing.T) {
+		t.Parallel()
+		e := newSMEnv(t)
+		inside := make(chan struct{})
+		release := make(chan struct{})
+		saw := make(chan seen, 1)
+		sm := queue.NewSyncManager(e.d)
+		sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+			close(inside)
+			<-release // blocks without looking at its context
+			saw <- look(task)
+			return queue.TaskResultSuccess, "too late"
+		}), "stuck")
+		id := e.add(t, "stuck", "k", nil)
+		if err := sm.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		<-inside
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := sm.Shutdown(ctx); err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		close(release)
+		s := <-saw
+		if !s.done || !errors.Is(s.err, context.Canceled) || s.cause == nil || !strings.Contains(s.cause.Error(), "shutting down") {
+			t.Fatalf("context asked for after the hard stop: done %v, error %v, cause %v; want done, Canceled, the shutdown", s.done, s.err, s.cause)
+		}
+		if task := e.task(t, id); task.State != queue.TaskReady {
+			t.Fatalf("after the hard stop the task is %s, want READY (released)", task.State)
+		}
+	})
+}
