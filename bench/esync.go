@@ -123,18 +123,18 @@ func (b *esyncBench) timedDrain(ctx context.Context, n, keys int, afterIdle bool
 	if _, err := b.tasks.AddMany(ctx, specs(n, keys)); err != nil {
 		return measurement{}, fmt.Errorf("esync preload: %w", err)
 	}
-	start := time.Now()
+	start, cost := time.Now(), readGoCost()
 	runs, err := b.drain(ctx)
-	elapsed := time.Since(start)
+	elapsed, spent := time.Since(start), cost.perTask(n)
 	if err != nil {
 		return measurement{}, err
 	}
 	if err := b.checkDrained(ctx, done+runs, n-runs); err != nil {
 		return measurement{}, err
 	}
-	m := measurement{Rate: rate(n, elapsed)}
+	m := measurement{Rate: rate(n, elapsed), Note: spent}
 	if keys > 0 {
-		m.Note = fmt.Sprintf("%d runs", runs)
+		m.Note = fmt.Sprintf("%d runs; %s", runs, spent)
 	}
 	return m, nil
 }

@@ -51,13 +51,14 @@ func (b *esyncBench) ManagerDrain(ctx context.Context) (measurement, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	start := time.Now()
+	start, cost := time.Now(), readGoCost()
 	err := m.Start(ctx)
 	var elapsed time.Duration
+	var spent string
 	if err == nil {
 		select {
 		case last := <-counted.done:
-			elapsed = last.Sub(start)
+			elapsed, spent = last.Sub(start), cost.perTask(n)
 		case <-ctx.Done():
 			err = fmt.Errorf("%d of %d results written: %w", counted.finished.Load(), n, ctx.Err())
 		}
@@ -76,7 +77,7 @@ func (b *esyncBench) ManagerDrain(ctx context.Context) (measurement, error) {
 	if err := b.checkDrained(ctx, n, 0); err != nil {
 		return measurement{}, err
 	}
-	return measurement{Rate: rate(n, elapsed)}, nil
+	return measurement{Rate: rate(n, elapsed), Note: spent}, nil
 }
 
 // finishCounter reports, once, the time when want results have been written.

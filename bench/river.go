@@ -130,7 +130,7 @@ func (b *riverBench) timedDrain(ctx context.Context, afterIdle bool) (measuremen
 		if err := b.preload(ctx, n); err != nil {
 			return measurement{}, err
 		}
-		if _, err := b.work(ctx, n); err != nil {
+		if _, _, err := b.work(ctx, n); err != nil {
 			return measurement{}, err
 		}
 		if _, err := b.pool.Exec(ctx, "VACUUM ANALYZE river_job"); err != nil {
@@ -142,14 +142,14 @@ func (b *riverBench) timedDrain(ctx context.Context, afterIdle bool) (measuremen
 	if err := b.preload(ctx, n); err != nil {
 		return measurement{}, err
 	}
-	elapsed, err := b.work(ctx, n)
+	elapsed, spent, err := b.work(ctx, n)
 	if err != nil {
 		return measurement{}, err
 	}
 	if err := b.checkCompleted(ctx, total); err != nil {
 		return measurement{}, err
 	}
-	return measurement{Rate: rate(n, elapsed)}, nil
+	return measurement{Rate: rate(n, elapsed), Note: spent}, nil
 }
 
 // preload inserts n jobs in batches of 5,000, as `river bench` does.
@@ -169,8 +169,8 @@ func (b *riverBench) preload(ctx context.Context, n int) error {
 // cooldown 2 ms, poll interval 20 ms, 2,000 workers on the default queue),
 // waits for n completion events, counted through a subscription as
 // `river bench` does, and stops the client. It returns the time from Start
-// to the last completion.
-func (b *riverBench) work(ctx context.Context, n int) (time.Duration, error) {
+// to the last completion, and what the process spent per job until then.
+func (b *riverBench) work(ctx context.Context, n int) (time.Duration, string, error) {
 	client, err := river.NewClient(b.driver, &river.Config{
 		FetchCooldown:     2 * time.Millisecond,
 		FetchPollInterval: 20 * time.Millisecond,
@@ -179,24 +179,26 @@ func (b *riverBench) work(ctx context.Context, n int) (time.Duration, error) {
 		Workers:           b.workers,
 	})
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	events, cancelSub := client.SubscribeConfig(&river.SubscribeConfig{
 		ChanSize: n,
 		Kinds:    []river.EventKind{river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled},
 	})
 	defer cancelSub()
+	cost := readGoCost()
 	if err := client.Start(ctx); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	start := time.Now()
 	last, err := awaitCompletions(ctx, events, n)
+	spent := cost.perTask(n)
 	stopCtx, stopCancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer stopCancel()
 	if stopErr := client.Stop(stopCtx); err == nil {
 		err = stopErr
 	}
-	return last.Sub(start), err
+	return last.Sub(start), spent, err
 }
 
 // awaitCompletions reads n completion events and returns when the last

@@ -180,6 +180,9 @@ func runRounds(ctx context.Context, rounds int, ms []*metric, w io.Writer) error
 			if m.river != nil {
 				m.RiverRates = append(m.RiverRates, rm.Rate)
 				line += fmt.Sprintf("   River %9s/s  [%s]", formatRate(rm.Rate), m.RiverDoes)
+				if rm.Note != "" {
+					line += " (" + rm.Note + ")"
+				}
 			}
 			fmt.Fprintln(w, line)
 		}
