@@ -22,9 +22,8 @@ type preparedStatements struct {
 
 // WithPreparedStatements turns prepared statements for inserts, claims,
 // finishes, lease extensions and CDC success records on or off (default
-// on). Turn them off behind
-// a PgBouncer in transaction mode older than 1.21 (or without
-// max_prepared_statements).
+// on). Turn them off behind a PgBouncer in transaction mode older than 1.21
+// (or without max_prepared_statements).
 func WithPreparedStatements(on bool) PostgresOption {
 	return func(c *postgresConfig) { c.prepare = on }
 }
