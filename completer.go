@@ -6,126 +6,183 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/go-multierror"
 )
 
-// completer writes task results in batches: while one Finish is on its way,
-// results that arrive meanwhile queue up and go in the next one. Nothing is
-// delayed when the queue is quiet.
+// completer is the written step of runs: it records results in batches.
+// While one Finish is on its way, results that arrive meanwhile wait and go
+// in the next one; nothing is delayed when the queue is quiet. When the
+// database fails, the batch stays pending, results that arrive meanwhile
+// join it, and it is tried again (with a capped backoff) for as long as the
+// manager runs: the lease keeper keeps extending the leases of results
+// waiting to be written, so a success or a permanent failure is never run
+// again because its write was late.
 type completer struct {
-	m       *SyncManager
-	in      chan finished
-	waiting atomic.Int64 // results added but not yet written
-	done    chan struct{}
-	once    sync.Once
-	giveUp  chan struct{} // closed when close's deadline passes: no more retries
+	loop
+	m      *SyncManager
+	faults *faultReport
 
-	closing  atomic.Bool // close was called: failures are returned too
 	mu       sync.Mutex
-	closeErr *multierror.Error
+	pending  []result
+	draining bool // stop was called: write what is pending, then end
+	closed   bool // stop has ended: results are no longer taken
+	wake     chan struct{}
+	waiting  atomic.Int64 // results taken but not yet written
+	failure  error        // the last write's error, nil after a success
 }
 
-type finished struct {
+func (c *completer) lastErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failure
+}
+
+// result is one finished run and the completion its action produced.
+type result struct {
+	r *taskRun
 	c Completion
-	s *stream
 }
 
+// completerBatch bounds how many results one Finish writes.
 const completerBatch = 1000
 
+// finishTimeout bounds one Finish call.
+const finishTimeout = 10 * time.Second
+
 func newCompleter(m *SyncManager) *completer {
-	c := &completer{m: m, in: make(chan finished, 4*completerBatch), done: make(chan struct{}), giveUp: make(chan struct{})}
-	go c.run()
+	c := &completer{m: m, wake: make(chan struct{}, 1)}
+	c.faults = newFaultReport(m, "write results", 20*time.Millisecond, time.Second)
+	c.loop = loop{name: "result writer", run: c.run}
 	return c
 }
 
-// add queues one result.
-func (c *completer) add(c2 Completion, s *stream) {
+// add queues the result of r.
+func (c *completer) add(r *taskRun, comp Completion) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		// The manager has stopped: the lease is no longer extended and
+		// the task runs again once it expires.
+		c.m.leases.drop(r)
+		return
+	}
+	c.pending = append(c.pending, result{r, comp})
 	c.waiting.Add(1)
-	c.in <- finished{c2, s}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
-// pending reports how many results wait to be written.
-func (c *completer) pending() int64 { return c.waiting.Load() }
+// pendingCount reports how many results wait to be written.
+func (c *completer) pendingCount() int64 { return c.waiting.Load() }
 
-// close writes what is queued and stops. Call it after every add. Once ctx
-// ends, each batch left gets one attempt and no retries. It returns the
-// writes that failed after it was called (they were reported too).
-func (c *completer) close(ctx context.Context) error {
-	c.closing.Store(true)
-	c.once.Do(func() { close(c.in) })
+// stop writes what is pending and ends. Once ctx ends, the results still
+// pending are given up and returned as an error: their leases expire and
+// the tasks run again.
+func (c *completer) stop(ctx context.Context) error {
+	c.mu.Lock()
+	c.draining = true
+	c.mu.Unlock()
 	select {
-	case <-c.done:
-	case <-ctx.Done():
-		close(c.giveUp)
-		<-c.done
+	case c.wake <- struct{}{}:
+	default:
+	}
+	if err := c.loop.wait(ctx); err != nil {
+		// Cut short a Finish on its way, without waiting past ctx for a
+		// driver that ignores its context.
+		c.loop.stop(ctx)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closeErr.ErrorOrNil()
+	c.closed = true
+	left := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, p := range left {
+		c.m.leases.drop(p.r)
+	}
+	c.waiting.Add(-int64(len(left)))
+	if len(left) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("queue: %d results not written before the shutdown's deadline (their leases will expire and the tasks run again)", len(left))
+	if last := c.lastErr(); last != nil {
+		err = fmt.Errorf("%w; the last write failed: %w", err, last)
+	}
+	return err
 }
 
-func (c *completer) run() {
-	defer close(c.done)
-	batch := make([]finished, 0, completerBatch)
-	for f := range c.in {
-		batch = append(batch[:0], f)
-	fill:
-		for len(batch) < completerBatch {
+func (c *completer) run(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		n := min(len(c.pending), completerBatch)
+		batch := append([]result(nil), c.pending[:n]...)
+		draining := c.draining
+		c.mu.Unlock()
+		if n == 0 {
+			if draining {
+				return
+			}
 			select {
-			case f, ok := <-c.in:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, f)
-			default:
-				break fill
+			case <-c.wake:
+				continue
+			case <-ctx.Done():
+				return
 			}
 		}
-		c.write(batch)
+		if wait, ok := c.write(ctx, batch); !ok {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+		}
 	}
 }
 
-// write finishes a batch, trying again for a while if the database is
-// unreachable (not after a shutdown's deadline). If it stays unreachable the
-// leases expire and the tasks run again: nothing is lost.
-func (c *completer) write(batch []finished) {
+// write finishes one batch: the first results pending. It reports false
+// and the wait before the next try when the database failed; the batch then
+// stays pending, to be tried again with the results that arrive meanwhile.
+func (c *completer) write(ctx context.Context, batch []result) (time.Duration, bool) {
 	completions := make([]Completion, len(batch))
-	for i, f := range batch {
-		completions[i] = f.c
+	for i, p := range batch {
+		completions[i] = p.c
 	}
-	var err error
-	for attempt, wait := 0, 50*time.Millisecond; attempt < 8; attempt, wait = attempt+1, wait*2 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var lost []int64
-		lost, err = c.m.driver.Finish(ctx, completions)
-		cancel()
-		if err == nil {
-			for _, id := range lost {
-				c.m.report(fmt.Errorf("task %d: result discarded: %w", id, ErrLeaseLost))
-			}
-			break
-		}
-		select {
-		case <-time.After(wait):
-			continue
-		case <-c.giveUp:
-		}
-		break
-	}
+	callCtx, cancel := context.WithTimeout(ctx, finishTimeout)
+	lost, err := c.m.driver.Finish(callCtx, completions)
+	cancel()
+	c.mu.Lock()
+	c.failure = err
+	c.mu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("finish %d tasks: %w (their leases will expire and they will run again)", len(batch), err)
-		c.m.report(err)
-		if c.closing.Load() {
-			c.mu.Lock()
-			c.closeErr = multierror.Append(c.closeErr, err)
-			c.mu.Unlock()
+		if ctx.Err() != nil {
+			return 0, false
 		}
+		return c.faults.fail(fmt.Errorf("%d results wait to be written, their leases kept: %w", c.pendingCount(), err)), false
+	}
+	c.faults.ok()
+	c.mu.Lock()
+	if c.closed { // stop gave the batch up meanwhile
+		c.mu.Unlock()
+		return 0, true
+	}
+	c.pending = c.pending[len(batch):]
+	c.mu.Unlock()
+	gone := make(map[int64]bool, len(lost))
+	for _, id := range lost {
+		gone[id] = true
+	}
+	for _, p := range batch {
+		if gone[p.c.Lease.TaskID] {
+			c.m.report(fmt.Errorf("task %d (%s %s): result %s discarded: %w", p.r.ct.ID, p.r.ct.Name, p.r.ct.Key, p.c.State, ErrLeaseLost))
+		}
+		c.m.leases.drop(p.r)
 	}
 	c.m.finishGen.Add(1)
 	c.waiting.Add(-int64(len(batch)))
 	// A finished task may unblock a pending task of its key, or be due again.
-	for _, f := range batch {
-		f.s.nudge()
+	for _, p := range batch {
+		p.r.s.nudge()
 	}
+	return 0, true
 }

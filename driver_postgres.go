@@ -326,13 +326,54 @@ func readIDs(rows *sql.Rows) ([]int64, error) {
 	return ids, rows.Err()
 }
 
-// RescueExpired returns tasks with an expired lease to RETRY (due at once),
-// or to FAILED when they have used up their attempts.
-func (d *PostgresDriver) RescueExpired(ctx context.Context, limit int) (int, error) {
-	if limit <= 0 {
-		limit = 1000
+// RescueExpired returns tasks with an expired lease to RETRY, due after
+// p.Backoff's wait for their name and attempt, or to FAILED when they have
+// used up their attempts.
+func (d *PostgresDriver) RescueExpired(ctx context.Context, p RescueParams) (int, error) {
+	if p.Limit <= 0 {
+		p.Limit = 1000
 	}
-	return d.execCount(ctx, "rescue expired leases", d.q.rescue, limit)
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("queue: rescue expired leases: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, d.q.rescueSelect, p.Limit, p.RestartGrace.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("queue: rescue expired leases: %w", err)
+	}
+	var ids []int64
+	var delays []float64
+	for rows.Next() {
+		var id int64
+		var name string
+		var attempt int
+		if err := rows.Scan(&id, &name, &attempt); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("queue: rescue expired leases: %w", err)
+		}
+		var delay time.Duration
+		if p.Backoff != nil {
+			delay = min(max(p.Backoff(name, attempt), 0), 365*24*time.Hour)
+		}
+		ids, delays = append(ids, id), append(delays, delay.Seconds())
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("queue: rescue expired leases: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	res, err := tx.ExecContext(ctx, d.q.rescue, pq.Array(ids), pq.Array(delays))
+	if err != nil {
+		return 0, fmt.Errorf("queue: rescue expired leases: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("queue: rescue expired leases: %w", err)
+	}
+	return int(n), nil
 }
 
 // DeleteFinished removes up to limit tasks that reached a final state before

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"sync"
 	"time"
 
 	"github.com/lib/pq"
@@ -86,9 +87,10 @@ func (l *ExclusiveLock) Release(ctx context.Context) error {
 }
 
 // Listen calls onName with the task name of every task added (once per
-// statement and name) and onReconnect after the listening connection was
-// re-established (notifications may have been missed). It returns a
-// function that stops listening.
+// statement and name) and onReconnect each time the listening connection is
+// established, the first time included (notifications may have been missed
+// before). It returns at once: the connection is made, and remade after a
+// loss, in the background. The returned function stops listening.
 func (d *PostgresDriver) Listen(ctx context.Context, onName func(name string), onReconnect func(), onError func(error)) (stop func(), err error) {
 	dsn := d.dsn
 	if d.listenDSN != "" {
@@ -98,33 +100,42 @@ func (d *PostgresDriver) Listen(ctx context.Context, onName func(name string), o
 		return nil, ErrListenUnsupported
 	}
 	l := pq.NewListener(dsn, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
-		switch {
-		case err != nil && onError != nil:
+		if err != nil && onError != nil {
 			onError(fmt.Errorf("queue: listen: %s", redactSecrets(err.Error(), dsn)))
-		case ev == pq.ListenerEventReconnected:
-			onReconnect()
 		}
 	})
-	if err := l.Listen(d.channel); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("queue: listen: %s", redactSecrets(err.Error(), dsn))
-	}
 	done := make(chan struct{})
 	go func() {
+		// Listen waits until the connection is up; Close ends the wait.
+		if err := l.Listen(d.channel); err != nil {
+			select {
+			case <-done:
+			default:
+				if onError != nil {
+					onError(fmt.Errorf("queue: listen: %s", redactSecrets(err.Error(), dsn)))
+				}
+			}
+			return
+		}
+		onReconnect()
 		for {
 			select {
 			case <-done:
 				return
-			case n := <-l.Notify:
-				if n == nil { // reconnected: nil marks a possible gap
+			case n, ok := <-l.Notify:
+				switch {
+				case !ok:
+					return
+				case n == nil: // reconnected: nil marks a possible gap
 					onReconnect()
-					continue
+				default:
+					onName(n.Extra)
 				}
-				onName(n.Extra)
 			case <-time.After(90 * time.Second):
 				go l.Ping()
 			}
 		}
 	}()
-	return func() { close(done); l.Close() }, nil
+	var once sync.Once
+	return func() { once.Do(func() { close(done); l.Close() }) }, nil
 }

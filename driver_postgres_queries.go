@@ -50,9 +50,9 @@ func (n sqlNames) render(name, text string) string {
 // postgresQueries is every statement the driver runs, rendered once for its
 // schema and table.
 type postgresQueries struct {
-	insert, claim, finish, extend, rescue, deleteFinished    string
-	get, list, count, countByState, cancel, cancelKey, retry string
-	cancelUnhandled, scheduleRun, cdcSynced                  string
+	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished string
+	get, list, count, countByState, cancel, cancelKey, retry            string
+	cancelUnhandled, scheduleRun, cdcSynced                             string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -75,7 +75,9 @@ FROM ins`),
 
 		// A RETRY of a task that has used its attempts becomes FAILED. READY
 		// releases a task that never ran to an end (shutdown): the attempt
-		// does not count.
+		// does not count. The row keeps the lease token it was finished
+		// under, so that a Finish sent again after its reply was lost
+		// recognises its own commit: such a completion is not lost.
 		finish: n.render("finish", `
 WITH written AS (
 UPDATE {{.Table}} t
@@ -85,12 +87,15 @@ SET state = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'F
 	do_after = CASE WHEN f.state IN ('RETRY', 'READY') THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
 	attempts = CASE WHEN f.state = 'READY' THEN greatest(t.attempts - 1, 0) ELSE t.attempts END,
 	finished_at = CASE WHEN f.state = 'READY' OR (f.state = 'RETRY' AND t.attempts < t.max_attempts) THEN NULL ELSE now() END,
-	lease_token = NULL,
 	lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) AS f(id, token, state, message, delay)
 WHERE t.id = f.id AND t.lease_token = f.token AND t.state = 'IN PROGRESS'
 RETURNING t.id)
-SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`),
+SELECT l.id FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
+WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
+	AND NOT EXISTS (
+		SELECT 1 FROM {{.Table}} t
+		WHERE t.id = l.id AND t.lease_token = l.token AND t.state <> 'IN PROGRESS')`),
 
 		extend: n.render("extend", `
 WITH written AS (
@@ -101,20 +106,30 @@ WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
 RETURNING t.id)
 SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`),
 
+		// Expired leases, locked for the rescue's update in the same
+		// transaction. None while the server has been up for less than
+		// $2 seconds: leases that expired while it was down were not their
+		// holders' fault, and the holders get a lease to renew them.
+		rescueSelect: n.render("rescueSelect", `
+SELECT id, task_name, attempts FROM {{.Table}}
+WHERE state = 'IN PROGRESS' AND lease_expires_at < now()
+	AND pg_postmaster_start_time() < now() - make_interval(secs => $2)
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED`),
+
+		// The expired tasks back to RETRY, due after their retry policy's
+		// backoff, or FAILED when they have used up their attempts.
 		rescue: n.render("rescue", `
 UPDATE {{.Table}} t
 SET state = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END,
 	finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
-	last_attempt_message = 'lease expired: the worker stopped or timed out',
-	do_after = now(),
+	last_attempt_message = 'lease expired: the worker stopped or could not reach the database',
+	do_after = now() + make_interval(secs => r.delay),
 	lease_token = NULL,
 	lease_expires_at = NULL
-WHERE t.id IN (
-	SELECT id FROM {{.Table}}
-	WHERE state = 'IN PROGRESS' AND lease_expires_at < now()
-	LIMIT $1
-	FOR UPDATE SKIP LOCKED)
-AND t.state = 'IN PROGRESS' AND t.lease_expires_at < now()`),
+FROM unnest($1::bigint[], $2::float8[]) AS r(id, delay)
+WHERE t.id = r.id AND t.state = 'IN PROGRESS' AND t.lease_expires_at < now()`),
 
 		deleteFinished: n.render("delete", `
 DELETE FROM {{.Table}}

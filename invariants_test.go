@@ -304,7 +304,7 @@ func TestInvariantExpiredLeaseRescuedAndStaleFinishFenced(t *testing.T) {
 		t.Fatalf("claimed %v, want one", claimedIDs(stale))
 	}
 	eventually(t, 20*time.Second, "the lease to be rescued", func() bool {
-		n, err := b.driver.RescueExpired(b.ctx, 10)
+		n, err := b.driver.RescueExpired(b.ctx, queue.RescueParams{Limit: 10})
 		requireNoError(t, err)
 		return n == 1
 	})
@@ -373,7 +373,7 @@ func TestInvariantExtendLeasesKeepsLeaseAlive(t *testing.T) {
 		if fmt.Sprint(lost) != fmt.Sprint([]int64{gone}) {
 			t.Fatalf("extend: lost %v, want [%d]", lost, gone)
 		}
-		if _, err := b.driver.RescueExpired(b.ctx, 10); err != nil {
+		if _, err := b.driver.RescueExpired(b.ctx, queue.RescueParams{Limit: 10}); err != nil {
 			t.Fatal(err)
 		}
 		if s := b.state(t, id); s != string(queue.TaskInProgress) {
@@ -389,7 +389,7 @@ func TestInvariantExtendLeasesKeepsLeaseAlive(t *testing.T) {
 
 	// Without extensions the lease runs out and the task is rescued.
 	eventually(t, 20*time.Second, "the unextended lease to be rescued", func() bool {
-		_, err := b.driver.RescueExpired(b.ctx, 10)
+		_, err := b.driver.RescueExpired(b.ctx, queue.RescueParams{Limit: 10})
 		requireNoError(t, err)
 		return b.state(t, id) == string(queue.TaskRetry)
 	})
@@ -409,7 +409,7 @@ func TestInvariantRescueFailsTaskOutOfAttempts(t *testing.T) {
 		t.Fatalf("claimed %v, want one", claimedIDs(got))
 	}
 	eventually(t, 20*time.Second, "the lease to be rescued", func() bool {
-		n, err := b.driver.RescueExpired(b.ctx, 10)
+		n, err := b.driver.RescueExpired(b.ctx, queue.RescueParams{Limit: 10})
 		requireNoError(t, err)
 		return n == 1
 	})

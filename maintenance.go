@@ -6,74 +6,102 @@ import (
 	"time"
 )
 
-// maintainer is the driver capability that makes maintenance happen once
-// across processes, and sweeps tasks nobody handles.
-type maintainer interface {
-	StartScheduledRun(ctx context.Context, name, startedBy string, window time.Duration) (bool, error)
-	CancelUnhandled(ctx context.Context, known []string, limit int) (int, error)
-}
-
 const maintenanceBatch = 1000
 
-// runMaintenance rescues expired leases, cancels unhandled tasks and deletes
-// old finished tasks, each maintenance interval, on one process of the
-// cluster at a time.
-func (m *SyncManager) runMaintenance() {
-	defer m.loops.Done()
-	t := time.NewTicker(m.cfg.maintenanceInterval)
-	defer t.Stop()
+// maintenance is the service that rescues expired leases, cancels unhandled
+// tasks and deletes old finished tasks, each maintenance interval, on one
+// process of the cluster at a time. While the database fails it backs off
+// (up to four intervals) and reports the fault once, then now and then.
+type maintenance struct {
+	loop
+	m         *SyncManager
+	faults    *faultReport
+	recovered time.Time // when the last streak of failures ended
+}
+
+func newMaintenance(m *SyncManager) *maintenance {
+	mt := &maintenance{m: m}
+	mt.faults = newFaultReport(m, "maintenance", m.cfg.maintenanceInterval, 4*m.cfg.maintenanceInterval)
+	mt.loop = loop{name: "maintenance", run: mt.run}
+	return mt
+}
+
+func (mt *maintenance) run(ctx context.Context) {
 	me := processName()
+	wait := mt.m.cfg.maintenanceInterval
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-m.stopClaiming:
+		case <-ctx.Done():
+			t.Stop()
 			return
 		}
-		ctx, cancel := context.WithTimeout(m.runCtx, m.cfg.maintenanceInterval*4)
-		// A run cut short by the shutdown's cancellation is no error.
-		if err := m.maintain(ctx, me); err != nil && m.runCtx.Err() == nil {
-			m.report(fmt.Errorf("maintenance: %w", err))
-		}
+		callCtx, cancel := context.WithTimeout(ctx, max(mt.m.cfg.maintenanceInterval*4, 10*time.Second))
+		err := mt.pass(callCtx, me)
 		cancel()
+		wait = mt.m.cfg.maintenanceInterval
+		switch {
+		case err == nil:
+			if mt.faults.failing() {
+				mt.recovered = time.Now()
+			}
+			mt.faults.ok()
+		case ctx.Err() == nil: // not cut short by the stop
+			wait = mt.faults.fail(err)
+		}
 	}
 }
 
-func (m *SyncManager) maintain(ctx context.Context, me string) error {
-	mt, _ := m.driver.(maintainer)
-	if mt != nil {
-		ok, err := mt.StartScheduledRun(ctx, "esync:maintenance", me, m.cfg.maintenanceInterval*8/10)
-		if err != nil || !ok {
-			return err
+// pass is one maintenance pass, if this process is the one to run it.
+func (mt *maintenance) pass(ctx context.Context, me string) error {
+	m := mt.m
+	ok, err := m.driver.(RunRecorder).StartScheduledRun(ctx, "esync:maintenance", me, m.cfg.maintenanceInterval*8/10)
+	if err != nil || !ok {
+		return err
+	}
+	// Right after the database came back, holders get a lease to renew
+	// the leases that expired while it was unreachable.
+	if time.Since(mt.recovered) >= m.cfg.lease {
+		rescued := 0
+		for {
+			n, err := m.driver.RescueExpired(ctx, RescueParams{Limit: maintenanceBatch, Backoff: m.rescueBackoff, RestartGrace: m.cfg.lease})
+			if err != nil {
+				return err
+			}
+			rescued += n
+			if n < maintenanceBatch {
+				break
+			}
+		}
+		if rescued > 0 {
+			m.cfg.logger.Info("esync: rescued tasks with expired leases", "count", rescued)
+			m.nudgeAll()
 		}
 	}
-	rescued := 0
-	for {
-		n, err := m.driver.RescueExpired(ctx, maintenanceBatch)
-		if err != nil {
-			return err
-		}
-		rescued += n
-		if n < maintenanceBatch {
-			break
-		}
-	}
-	if rescued > 0 {
-		m.cfg.logger.Info("esync: rescued tasks with expired leases", "count", rescued)
-		m.nudgeAll()
-	}
-	if mt != nil && m.cfg.cancelUnhandled {
+	if m.cfg.cancelUnhandled {
 		known := make([]string, 0, len(m.handlers))
 		for name := range m.handlers {
 			known = append(known, name)
 		}
-		if _, err := mt.CancelUnhandled(ctx, known, maintenanceBatch); err != nil {
+		if _, err := m.driver.(UnhandledCanceller).CancelUnhandled(ctx, known, maintenanceBatch); err != nil {
 			return err
 		}
 	}
 	if m.cfg.retention > 0 {
 		if _, err := m.driver.DeleteFinished(ctx, time.Now().Add(-m.cfg.retention), maintenanceBatch); err != nil {
-			return err
+			return fmt.Errorf("delete finished tasks: %w", err)
 		}
 	}
 	return nil
+}
+
+// rescueBackoff is the wait before a rescued task runs again: its handler's
+// retry policy, or the default one for names this process does not handle.
+func (m *SyncManager) rescueBackoff(name string, attempt int) time.Duration {
+	p := DefaultRetryPolicy
+	if h := m.handlers[name]; h != nil {
+		p = h.retry
+	}
+	return min(p.Backoff(attempt), maxDelay)
 }

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -32,6 +34,35 @@ func defaultManagerConfig() managerConfig {
 	}
 }
 
+// validate reports the first setting out of range. Start calls it, so that
+// a bad value is a clear error there and never a panic or a busy loop in a
+// background service.
+func (c *managerConfig) validate() error {
+	positive := func(what string, d time.Duration) error {
+		if d <= 0 {
+			return fmt.Errorf("queue: %s must be positive, got %s", what, d)
+		}
+		return nil
+	}
+	switch {
+	case c.logger == nil:
+		return errors.New("queue: WithLogger: nil logger")
+	case c.batchSize < 1:
+		return fmt.Errorf("queue: WithBatchSize must be at least 1, got %d", c.batchSize)
+	case c.stopTimeout < 0:
+		return fmt.Errorf("queue: WithStopTimeout must not be negative, got %s", c.stopTimeout)
+	case c.lease > 0 && c.lease < 3*time.Millisecond:
+		return fmt.Errorf("queue: WithLease must be at least 3ms, got %s", c.lease)
+	}
+	if err := positive("WithLease", c.lease); err != nil {
+		return err
+	}
+	if err := positive("WithPollInterval", c.pollInterval); err != nil {
+		return err
+	}
+	return positive("WithMaintenanceInterval", c.maintenanceInterval)
+}
+
 // ManagerOption configures a SyncManager.
 type ManagerOption func(*managerConfig)
 
@@ -49,7 +80,10 @@ func WithPollInterval(d time.Duration) ManagerOption {
 
 // WithLease sets how long a claim holds a task before another process may
 // rescue it (default 30s). The manager extends the lease while the action
-// runs, so it bounds only how soon a dead worker's tasks run again.
+// runs and until its result is written, so it bounds only how soon a dead
+// worker's tasks run again. A run whose lease cannot be extended (the
+// database is unreachable) has its context cancelled with a quarter of the
+// lease left, before another process could take the task over.
 func WithLease(d time.Duration) ManagerOption {
 	return func(c *managerConfig) { c.lease = d }
 }
@@ -76,7 +110,7 @@ func WithMaintenanceInterval(d time.Duration) ManagerOption {
 // never claims more than it has free slots. A stream whose concurrency is at
 // least twice the batch size claims with two loops at once.
 func WithBatchSize(n int) ManagerOption {
-	return func(c *managerConfig) { c.batchSize = max(n, 1) }
+	return func(c *managerConfig) { c.batchSize = n }
 }
 
 // WithCancelUnhandled turns off (or on) cancelling due tasks whose name has

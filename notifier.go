@@ -3,20 +3,29 @@ package queue
 import (
 	"context"
 	"errors"
+	"time"
 )
 
-// listener is the driver capability behind NOTIFY wake-ups.
-type listener interface {
-	Listen(ctx context.Context, onName func(name string), onReconnect func(), onError func(error)) (stop func(), err error)
+// notifier is the service that wakes the stream of each task name
+// announced by an insert, and every stream whenever the listening
+// connection is (re)established (announcements may have been missed). It
+// does not wait for the database: until LISTEN connects, streams poll.
+// Without a Listener driver, or with WithListen(false), it does nothing.
+type notifier struct {
+	m      *SyncManager
+	faults *faultReport
+	stopFn func()
 }
 
-// startListener wakes the stream of each task name announced by an insert,
-// and every stream after a reconnect (announcements may have been missed).
-// Without LISTEN support the streams poll.
-func (m *SyncManager) startListener(ctx context.Context) {
-	l, ok := m.driver.(listener)
+func newNotifier(m *SyncManager) *notifier {
+	return &notifier{m: m, faults: newFaultReport(m, "listen", time.Second, time.Second)}
+}
+
+func (n *notifier) start(ctx context.Context) error {
+	m := n.m
+	l, ok := m.driver.(Listener)
 	if !ok || !m.cfg.listen {
-		return
+		return nil
 	}
 	byName := map[string]*stream{}
 	for name, h := range m.handlers {
@@ -28,15 +37,25 @@ func (m *SyncManager) startListener(ctx context.Context) {
 				s.nudge()
 			}
 		},
-		m.nudgeAll,
-		m.report)
+		func() {
+			n.faults.ok()
+			m.nudgeAll()
+		},
+		func(err error) { n.faults.fail(err) })
 	if errors.Is(err, ErrListenUnsupported) {
 		m.cfg.logger.Info("esync: no LISTEN connection; streams poll", "interval", m.cfg.pollInterval)
-		return
+		return nil
 	}
 	if err != nil {
-		m.report(err)
-		return
+		return err
 	}
-	m.stopListen = stop
+	n.stopFn = stop
+	return nil
+}
+
+func (n *notifier) stop(context.Context) error {
+	if n.stopFn != nil {
+		n.stopFn()
+	}
+	return nil
 }

@@ -209,14 +209,16 @@ type Driver interface {
 	// older pending tasks of that key SUPERSEDED.
 	Claim(ctx context.Context, p ClaimParams) ([]ClaimedTask, error)
 	// Finish records the outcome of claimed tasks. A completion whose lease
-	// is no longer held changes nothing; its task ID is returned in lost.
+	// is no longer held changes nothing; its task ID is returned in lost. A
+	// completion already recorded under its lease (a Finish sent again
+	// after its reply was lost) is not lost.
 	Finish(ctx context.Context, completions []Completion) (lost []int64, err error)
 	// ExtendLeases pushes the expiry of held leases to now plus d. Leases no
 	// longer held are returned in lost.
 	ExtendLeases(ctx context.Context, leases []Lease, d time.Duration) (lost []int64, err error)
 	// RescueExpired returns tasks whose lease expired to RETRY (or FAILED
 	// when their attempts are used up) and reports how many it moved.
-	RescueExpired(ctx context.Context, limit int) (int, error)
+	RescueExpired(ctx context.Context, p RescueParams) (int, error)
 	// DeleteFinished removes up to limit tasks that reached a final state
 	// before the given time.
 	DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error)
@@ -269,6 +271,18 @@ type Lease struct {
 type ClaimedTask struct {
 	Task
 	Lease Lease
+}
+
+// RescueParams says how RescueExpired returns expired tasks to the queue.
+type RescueParams struct {
+	Limit int // most tasks to rescue; 0 means 1000
+	// Backoff gives the wait before a rescued task of the given name runs
+	// again after the given attempt (nil: due at once).
+	Backoff func(name string, attempt int) time.Duration
+	// RestartGrace: while the database server has been up for less than
+	// this, nothing is rescued, so that holders can renew the leases that
+	// expired while it was down.
+	RestartGrace time.Duration
 }
 
 // Completion is the outcome of one claimed task.

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -24,6 +25,29 @@ type ExponentialBackoff struct {
 
 // DefaultRetryPolicy starts at one second and caps at one hour, ±20%.
 var DefaultRetryPolicy RetryPolicy = ExponentialBackoff{Base: time.Second, Max: time.Hour, Jitter: 0.2}
+
+// Validate reports a policy that would retry at once or cannot be applied:
+// Base must be positive, Max zero (no cap) or at least Base, and Jitter
+// within 0..1.
+func (b ExponentialBackoff) Validate() error {
+	switch {
+	case b.Base <= 0:
+		return fmt.Errorf("queue: ExponentialBackoff: Base must be positive, got %s", b.Base)
+	case b.Max < 0 || (b.Max > 0 && b.Max < b.Base):
+		return fmt.Errorf("queue: ExponentialBackoff: Max must be 0 (no cap) or at least Base, got %s", b.Max)
+	case b.Jitter < 0 || b.Jitter > 1 || math.IsNaN(b.Jitter):
+		return fmt.Errorf("queue: ExponentialBackoff: Jitter must be within 0..1, got %g", b.Jitter)
+	}
+	return nil
+}
+
+// Validate reports a negative wait.
+func (c ConstantBackoff) Validate() error {
+	if c < 0 {
+		return fmt.Errorf("queue: ConstantBackoff must not be negative, got %s", time.Duration(c))
+	}
+	return nil
+}
 
 // Backoff implements RetryPolicy.
 func (b ExponentialBackoff) Backoff(attempt int) time.Duration {

@@ -12,7 +12,7 @@ import (
 // context costs no context, no second timer and no cancellation wiring.
 // Once made, it carries the run's deadline and notes; it ends with
 // context.DeadlineExceeded at the deadline and with a cause (ErrLeaseLost,
-// the shutdown) when the run ends otherwise.
+// the shutdown) when the run is cancelled otherwise.
 type runContext struct {
 	mu     sync.Mutex
 	ctx    context.Context // nil until asked for
@@ -36,9 +36,9 @@ func (c *runContext) get(deadline time.Time, notes *runNotes) context.Context {
 	return c.ctx
 }
 
-// end cancels the context with cause, now or as soon as it is made. The
-// first cause wins.
-func (c *runContext) end(cause error) {
+// end cancels the context with cause, now or as soon as it is made, and
+// returns the cause in force: the first one given wins.
+func (c *runContext) end(cause error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended == nil {
@@ -47,6 +47,7 @@ func (c *runContext) end(cause error) {
 	if c.ctx != nil {
 		c.cancelLocked(c.ended)
 	}
+	return c.ended
 }
 
 func (c *runContext) cancelLocked(cause error) {

@@ -86,16 +86,28 @@ func (m *SyncManager) addSchedule(j *scheduledJob, opts []ScheduleOption) error 
 	return nil
 }
 
-// startScheduler creates the gocron scheduler with every schedule (not yet
-// started).
-func (m *SyncManager) startScheduler() error {
+// scheduler is the service that fires the scheduled actions through gocron.
+// Its stop ends the firing and waits for the runs in progress; when the
+// stop's deadline passes first, their contexts are cancelled.
+type scheduler struct {
+	m      *SyncManager
+	gocron gocron.Scheduler
+	ctx    context.Context // scheduled runs' context
+	cancel context.CancelCauseFunc
+}
+
+// newScheduler creates the scheduler with every schedule, or nil when
+// there are none (or RunUntilIdle turned them off).
+func (m *SyncManager) newScheduler() (*scheduler, error) {
 	if len(m.schedules) == 0 || m.schedulesOff {
-		return nil
+		return nil, nil
 	}
-	s, err := gocron.NewScheduler(gocron.WithStopTimeout(m.cfg.stopTimeout))
+	g, err := gocron.NewScheduler(gocron.WithStopTimeout(m.cfg.stopTimeout))
 	if err != nil {
-		return fmt.Errorf("queue: scheduler: %w", err)
+		return nil, fmt.Errorf("queue: scheduler: %w", err)
 	}
+	sc := &scheduler{m: m, gocron: g}
+	sc.ctx, sc.cancel = context.WithCancelCause(context.Background())
 	me := processName()
 	for _, j := range m.schedules {
 		var def gocron.JobDefinition
@@ -109,40 +121,67 @@ func (m *SyncManager) startScheduler() error {
 			opts = append(opts, gocron.WithStartAt(gocron.WithStartDateTimePast(time.Now().Truncate(j.period))))
 		}
 		j, st := j, m.streams[j.stream]
-		if _, err := s.NewJob(def, gocron.NewTask(func() { m.runScheduled(j, st, me) }), opts...); err != nil {
-			s.Shutdown()
-			return fmt.Errorf("queue: schedule %q: %w", j.name, err)
+		if _, err := g.NewJob(def, gocron.NewTask(func() { sc.run(j, st, me) }), opts...); err != nil {
+			g.Shutdown()
+			return nil, fmt.Errorf("queue: schedule %q: %w", j.name, err)
 		}
 	}
-	m.scheduler = s
+	return sc, nil
+}
+
+func (sc *scheduler) start(context.Context) error {
+	sc.gocron.Start()
 	return nil
 }
 
-// runScheduled runs one scheduled action: only if no other process ran this
+func (sc *scheduler) stop(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- sc.gocron.Shutdown() }()
+	select {
+	case err := <-done:
+		sc.cancel(errStopped)
+		if err != nil {
+			return fmt.Errorf("scheduler shutdown: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	// A hard stop: the runs still going are cancelled and get a moment to
+	// return.
+	sc.cancel(errShutdown)
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("scheduler shutdown: %w", err)
+		}
+		return nil
+	case <-time.After(hardStopGrace):
+		return fmt.Errorf("scheduler: scheduled runs still going after the shutdown's deadline; their contexts are cancelled: %w", context.Cause(ctx))
+	}
+}
+
+// run runs one scheduled action: only if no other process ran this
 // schedule within its window, in a slot of its stream, with panics
 // recovered and errors reported.
-func (m *SyncManager) runScheduled(j *scheduledJob, s *stream, me string) {
-	select {
-	case <-m.stopClaiming:
+func (sc *scheduler) run(j *scheduledJob, s *stream, me string) {
+	m := sc.m
+	if sc.ctx.Err() != nil {
 		return
-	default:
 	}
 	if s.exclusive && s.lock.Load() == nil {
 		return // another process holds this stream
 	}
-	if mt, ok := m.driver.(maintainer); ok {
-		ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
-		first, err := mt.StartScheduledRun(ctx, j.name, me, j.window)
-		cancel()
-		if err != nil {
-			m.report(fmt.Errorf("scheduled %s: %w", j.name, err))
-			return
-		}
-		if !first {
-			return
-		}
+	ctx, cancel := context.WithTimeout(sc.ctx, 10*time.Second)
+	first, err := m.driver.(RunRecorder).StartScheduledRun(ctx, j.name, me, j.window)
+	cancel()
+	if err != nil {
+		m.report(fmt.Errorf("scheduled %s: %w", j.name, err))
+		return
 	}
-	if !s.takeSlot(m.stopClaiming) {
+	if !first {
+		return
+	}
+	if !s.takeSlot() {
 		return
 	}
 	defer s.freeSlot()
@@ -151,9 +190,8 @@ func (m *SyncManager) runScheduled(j *scheduledJob, s *stream, me string) {
 			m.report(fmt.Errorf("scheduled %s: panic: %v", j.name, r))
 		}
 	}()
-	var err error
 	if c, ok := j.action.(contextAction); ok {
-		err = c.DoContext(m.runCtx)
+		err = c.DoContext(sc.ctx)
 	} else {
 		err = j.action.Do()
 	}

@@ -169,7 +169,7 @@ type slowMaintenance struct {
 	once   sync.Once
 }
 
-func (s *slowMaintenance) RescueExpired(ctx context.Context, limit int) (int, error) {
+func (s *slowMaintenance) RescueExpired(ctx context.Context, p queue.RescueParams) (int, error) {
 	s.once.Do(func() { close(s.inside) })
 	<-ctx.Done()
 	return 0, ctx.Err()

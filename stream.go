@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -10,21 +11,30 @@ import (
 // stream is a lane of execution. Its slots bound how many task runs and
 // scheduled runs it has at once; tasks and scheduled actions queue for the
 // same slots, so a scheduled action in a stream waits for, and blocks, that
-// stream's tasks.
+// stream's tasks. A stream is the service that claims its tasks: it runs
+// one or two claim loops, and each claimed task is the claimed step of a
+// run (see taskRun).
 type stream struct {
+	m           *SyncManager
 	name        string
 	concurrency int
 	exclusive   bool
 	names       []string // task names that run in this stream
 
-	slots      chan struct{}     // a send takes a slot, a receive frees one
-	wake       chan struct{}     // nudges an idle loop
-	handoff    chan *ClaimedTask // to an idle worker (see startTask)
-	retire     chan struct{}     // ends an idle worker
+	slots      chan struct{} // a send takes a slot, a receive frees one
+	wake       chan struct{} // nudges an idle loop
+	handoff    chan *taskRun // to an idle worker (see startRun)
+	retire     chan struct{} // ends an idle worker
+	quit       chan struct{} // closed when the stream stops claiming
 	running    atomic.Int64
 	emptyAtGen atomic.Int64 // finishGen before the last claim that found nothing; -1 after one that found work
 	lock       atomic.Pointer[ExclusiveLock]
 	lockSeen   atomic.Int64 // unix nanos of the last successful lock check
+	faults     *faultReport
+
+	cancel   context.CancelCauseFunc
+	claimers sync.WaitGroup
+	started  bool
 }
 
 // StreamOption configures a stream.
@@ -46,22 +56,62 @@ func Exclusive() StreamOption {
 // busy while one loop's claimed tasks are started; more only contend.
 const maxClaimers = 2
 
-// claimers is how many claim loops the stream runs: two when it can run two
-// full batches at once, else one. An exclusive stream, or one without task
-// names, runs one.
-func (s *stream) claimers(batch int) int {
+// claimTimeout bounds one claim (or exclusive lock check) of a stream.
+const claimTimeout = 10 * time.Second
+
+// claimLoops is how many claim loops the stream runs: two when it can run
+// two full batches at once, else one. An exclusive stream, or one without
+// task names, runs one.
+func (s *stream) claimLoops(batch int) int {
 	if s.exclusive || len(s.names) == 0 {
 		return 1
 	}
 	return min(max(s.concurrency/batch, 1), maxClaimers)
 }
 
-func (s *stream) start() {
+// prepare makes the stream's channels; Start calls it before any service
+// starts, since scheduled runs use the slots too.
+func (s *stream) prepare() {
 	s.slots = make(chan struct{}, s.concurrency)
 	s.wake = make(chan struct{}, 1)
-	s.handoff = make(chan *ClaimedTask)
+	s.handoff = make(chan *taskRun)
 	s.retire = make(chan struct{})
+	s.quit = make(chan struct{})
 	s.emptyAtGen.Store(-1)
+	s.faults = newFaultReport(s.m, fmt.Sprintf("stream %q: claim", s.name), s.m.cfg.pollInterval, max(s.m.cfg.pollInterval, maxClaimBackoff))
+}
+
+// maxClaimBackoff caps the wait between claims while the database fails.
+const maxClaimBackoff = 2 * time.Second
+
+func (s *stream) start(ctx context.Context) error {
+	var loopCtx context.Context
+	loopCtx, s.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	s.started = true
+	for range s.claimLoops(s.m.cfg.batchSize) {
+		s.claimers.Add(1)
+		go func() {
+			defer s.claimers.Done()
+			s.claimLoop(loopCtx)
+		}()
+	}
+	return nil
+}
+
+// stop ends claiming: a claim on its way is cancelled. Runs already claimed
+// go on; the manager waits for them separately.
+func (s *stream) stop(ctx context.Context) error {
+	if !s.started {
+		return nil
+	}
+	close(s.quit)
+	s.cancel(errStopped)
+	done := make(chan struct{})
+	go func() { s.claimers.Wait(); close(done) }()
+	if err := waitStopped(ctx, done, fmt.Sprintf("stream %q: claim loop", s.name)); err != nil {
+		return err
+	}
+	return s.releaseExclusive(ctx)
 }
 
 // nudge wakes the stream's loop if it waits for work.
@@ -72,41 +122,42 @@ func (s *stream) nudge() {
 	}
 }
 
-// takeSlot waits for a free slot; false if the manager stops claiming first.
-func (s *stream) takeSlot(stop <-chan struct{}) bool {
+// takeSlot waits for a free slot; false if the stream stops claiming first.
+func (s *stream) takeSlot() bool {
 	select {
 	case s.slots <- struct{}{}:
 		return true
-	case <-stop:
+	case <-s.quit:
 		return false
 	}
 }
 
 func (s *stream) freeSlot() { <-s.slots }
 
-// runStream claims and starts tasks for one stream until the manager stops
-// claiming. A stream may run more than one (see claimers).
-func (m *SyncManager) runStream(s *stream) {
-	defer m.streamLoops.Done()
+// claimLoop claims and starts tasks until the stream stops. While claims
+// fail it backs off, reporting the fault once when it starts, now and then
+// while it lasts, and logging the recovery.
+func (s *stream) claimLoop(ctx context.Context) {
+	m := s.m
 	if len(s.names) == 0 {
 		// Only scheduled actions run here; they take slots themselves. An
 		// exclusive stream still keeps (or stands by for) its lock.
 		for s.exclusive {
-			m.holdExclusive(s)
-			if !m.wait(s) {
+			s.holdExclusive(ctx)
+			if !s.wait(ctx, m.cfg.pollInterval) {
 				return
 			}
 		}
 		return
 	}
 	for {
-		if s.exclusive && !m.holdExclusive(s) {
-			if !m.wait(s) {
+		if s.exclusive && !s.holdExclusive(ctx) {
+			if !s.wait(ctx, m.cfg.pollInterval) {
 				return
 			}
 			continue
 		}
-		if !s.takeSlot(m.stopClaiming) {
+		if !s.takeSlot() {
 			return
 		}
 		n := 1
@@ -123,29 +174,41 @@ func (m *SyncManager) runStream(s *stream) {
 		granted := m.takeBudget(n)
 		var tasks []ClaimedTask
 		var err error
+		sent := time.Now()
 		if granted > 0 {
-			tasks, err = m.driver.Claim(m.runCtx, ClaimParams{Names: s.names, Limit: granted, Lease: m.cfg.lease})
+			callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
+			tasks, err = m.driver.Claim(callCtx, ClaimParams{Names: s.names, Limit: granted, Lease: m.cfg.lease})
+			cancel()
 			m.returnBudget(granted - len(tasks))
 		}
 		for i := len(tasks); i < n; i++ {
 			s.freeSlot()
 		}
-		if err != nil {
-			m.report(fmt.Errorf("stream %q: %w", s.name, err))
-		}
 		for i := range tasks {
+			r := m.newRun(s, &tasks[i])
+			m.leases.hold(r, sent)
 			s.running.Add(1)
 			m.actions.Add(1)
-			m.startTask(s, &tasks[i])
+			m.startRun(r)
 		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return // cut short by the stop
+			}
+			if !s.wait(ctx, s.faults.fail(err)) {
+				return
+			}
+			continue
+		}
+		s.faults.ok()
 		if len(tasks) > 0 {
 			s.emptyAtGen.Store(-1)
 			continue
 		}
-		if err == nil && s.running.Load() == 0 {
+		if s.running.Load() == 0 {
 			s.emptyAtGen.Store(gen)
 		}
-		if !m.wait(s) {
+		if !s.wait(ctx, m.cfg.pollInterval) {
 			return
 		}
 	}
@@ -173,11 +236,11 @@ func (m *SyncManager) returnBudget(k int) {
 	}
 }
 
-// wait blocks until the stream is nudged or the poll interval passes; false
-// when the manager stops claiming. A stream that was not nudged for a poll
-// interval retires its idle workers.
-func (m *SyncManager) wait(s *stream) bool {
-	t := time.NewTimer(m.cfg.pollInterval)
+// wait blocks until the stream is nudged or d passes; false when the stream
+// stops. A stream that was not nudged for a poll interval retires its idle
+// workers.
+func (s *stream) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-s.wake:
@@ -185,37 +248,37 @@ func (m *SyncManager) wait(s *stream) bool {
 	case <-t.C:
 		s.retireIdleWorkers()
 		return true
-	case <-m.stopClaiming:
+	case <-ctx.Done():
 		return false
 	}
 }
 
 // holdExclusive reports whether this process holds the stream's cluster-wide
 // lock, trying to take it when it does not.
-func (m *SyncManager) holdExclusive(s *stream) bool {
-	locker, ok := m.driver.(exclusiveLocker)
-	if !ok {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
+func (s *stream) holdExclusive(ctx context.Context) bool {
+	locker := s.m.driver.(ExclusiveLocker) // checked at Start
+	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
 	defer cancel()
 	if l := s.lock.Load(); l != nil {
-		if time.Since(time.Unix(0, s.lockSeen.Load())) < m.cfg.pollInterval {
+		if time.Since(time.Unix(0, s.lockSeen.Load())) < s.m.cfg.pollInterval {
 			return true
 		}
-		if err := l.Check(ctx); err == nil {
+		if err := l.Check(callCtx); err == nil {
 			s.lockSeen.Store(time.Now().UnixNano())
 			return true
 		}
-		m.report(fmt.Errorf("stream %q: exclusive lock connection lost; standing by", s.name))
-		l.Release(ctx)
+		s.m.report(fmt.Errorf("stream %q: exclusive lock connection lost; standing by", s.name))
+		l.Release(callCtx)
 		s.lock.Store(nil)
 	}
-	l, err := locker.TryExclusive(ctx, s.name)
+	l, err := locker.TryExclusive(callCtx, s.name)
 	if err != nil {
-		m.report(fmt.Errorf("stream %q: %w", s.name, err))
+		if ctx.Err() == nil {
+			s.faults.fail(err)
+		}
 		return false
 	}
+	s.faults.ok()
 	if l == nil {
 		return false
 	}
@@ -225,20 +288,13 @@ func (m *SyncManager) holdExclusive(s *stream) bool {
 }
 
 // releaseExclusive gives up the stream's lock at shutdown.
-func (s *stream) releaseExclusive() error {
+func (s *stream) releaseExclusive(ctx context.Context) error {
 	l := s.lock.Swap(nil)
 	if l == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := l.Release(ctx); err != nil {
 		return fmt.Errorf("stream %q: release exclusive lock: %w", s.name, err)
 	}
 	return nil
-}
-
-// exclusiveLocker is the driver capability behind exclusive streams.
-type exclusiveLocker interface {
-	TryExclusive(ctx context.Context, name string) (*ExclusiveLock, error)
 }

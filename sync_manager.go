@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-co-op/gocron/v2"
 	"github.com/hashicorp/go-multierror"
 )
 
@@ -32,18 +31,14 @@ type SyncManager struct {
 	schedulesOff bool
 
 	// Set by Start.
-	runCtx       context.Context // parent of scheduled runs' and services' contexts
-	cancelRuns   context.CancelCauseFunc
-	stopClaiming chan struct{}
-	streamLoops  sync.WaitGroup // the streams' claim loops
-	loops        sync.WaitGroup // background services
-	actions      sync.WaitGroup // actions in flight
-	completer    *completer
-	leases       *leaseKeeper
-	scheduler    gocron.Scheduler
-	stopListen   func()
-	finishGen    atomic.Int64 // counts persisted completion batches
-	budget       atomic.Int64 // claims left; unlimited unless RunOnce
+	services  supervisor     // started in order, stopped in reverse
+	runners   supervisor     // what starts actions: stopped first, before the flush
+	actions   sync.WaitGroup // actions in flight
+	completer *completer
+	leases    *leaseKeeper
+	sched     *scheduler
+	finishGen atomic.Int64 // counts persisted completion batches
+	budget    atomic.Int64 // claims left; unlimited unless RunOnce
 
 	started  chan struct{} // closed when Start has set everything up (or failed)
 	stopped  chan struct{} // closed when Stop or Shutdown has finished
@@ -58,9 +53,6 @@ const (
 	stateRunning
 	stateStopped
 )
-
-// errShutdown is the cause given to actions' contexts at a hard stop.
-var errShutdown = errors.New("queue: manager shutting down")
 
 // NewSyncManager returns a manager over driver. Register handlers, schedules
 // and streams, then Run (or Start).
@@ -122,6 +114,17 @@ func (m *SyncManager) RegisterTaskHandler(action TaskAction, name string, opts .
 	if h.timeout <= 0 {
 		return fmt.Errorf("queue: register %q: timeout must be positive", name)
 	}
+	if h.retry == nil {
+		return fmt.Errorf("queue: register %q: nil retry policy", name)
+	}
+	if v, ok := h.retry.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("queue: register %q: %w", name, err)
+		}
+	}
+	if h.maxAttempts < 0 {
+		return fmt.Errorf("queue: register %q: max attempts must not be negative, got %d", name, h.maxAttempts)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.state != stateNew {
@@ -159,14 +162,17 @@ func (m *SyncManager) ConfigureStream(name string, opts ...StreamOption) error {
 func (m *SyncManager) streamLocked(name string) *stream {
 	s, ok := m.streams[name]
 	if !ok {
-		s = &stream{name: name, concurrency: 1}
+		s = &stream{m: m, name: name, concurrency: 1}
 		m.streams[name] = s
 	}
 	return s
 }
 
-// Start launches the stream loops, the scheduler, the listener and the
-// maintenance services, and returns. ctx bounds only the start itself.
+// Start launches the background services (lease keeper, result writer,
+// maintenance, listener, stream loops, scheduler) and returns. It does not
+// need the database to be up: streams claim once it answers. ctx bounds only
+// the start itself. Start fails on a setting that is out of range or a
+// capability the driver lacks.
 func (m *SyncManager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	if m.state != stateNew {
@@ -178,41 +184,59 @@ func (m *SyncManager) Start(ctx context.Context) error {
 	m.mu.Unlock()
 	// Shutdown waits for this before it touches what Start sets up.
 	defer close(m.started)
+	err := m.cfg.validate()
+	if err == nil {
+		err = m.checkCapabilities()
+	}
+	if err == nil {
+		err = m.startServices(ctx)
+	}
+	if err != nil {
+		m.mu.Lock()
+		m.state = stateStopped
+		m.mu.Unlock()
+	}
+	return err
+}
 
-	m.runCtx, m.cancelRuns = context.WithCancelCause(context.Background())
-	m.stopClaiming = make(chan struct{})
+// startServices builds the services and starts them in order: what keeps
+// runs alive first, what starts them last, so that the reverse order stops
+// claiming first and writes results last.
+func (m *SyncManager) startServices(ctx context.Context) error {
 	for name, h := range m.handlers {
 		h.action = Chain(h.action, append(append([]Middleware{}, m.middleware...), h.middleware...)...)
 		s := m.streams[h.stream]
 		s.names = append(s.names, name)
 	}
-	if err := m.startScheduler(); err != nil {
-		m.cancelRuns(err)
-		m.mu.Lock()
-		m.state = stateStopped
-		m.mu.Unlock()
-		return err
-	}
-	m.completer = newCompleter(m)
-	m.leases = newLeaseKeeper(m)
 	for _, s := range m.streams {
 		sort.Strings(s.names)
-		s.start()
+		s.prepare()
 	}
-	// Listen before the first claims: a task added after a stream's first
-	// (empty) claim is announced only by its NOTIFY.
-	m.startListener(ctx)
+	sched, err := m.newScheduler()
+	if err != nil {
+		return err
+	}
+	m.sched = sched
+	m.leases = newLeaseKeeper(m)
+	m.completer = newCompleter(m)
+	m.services.add(m.leases, m.completer, newMaintenance(m),
+		// Listen before the first claims: a task added after a stream's
+		// first (empty) claim is announced only by its NOTIFY.
+		newNotifier(m))
+	// Stopped in reverse: claiming ends, then scheduling, then the
+	// running actions are waited for.
+	m.runners.add(runningActions{m})
+	if m.sched != nil {
+		m.runners.add(m.sched)
+	}
 	for _, s := range m.streams {
-		for range s.claimers(m.cfg.batchSize) {
-			m.streamLoops.Add(1)
-			go m.runStream(s)
-		}
+		m.runners.add(s)
 	}
-	m.loops.Add(2)
-	go m.leases.run()
-	go m.runMaintenance()
-	if m.scheduler != nil {
-		m.scheduler.Start()
+	if err := m.services.startAll(ctx); err != nil {
+		return err
+	}
+	if err := m.runners.startAll(ctx); err != nil {
+		return multierror.Append(err, m.services.stopAll(ctx)).ErrorOrNil()
 	}
 	return nil
 }
@@ -270,47 +294,27 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 	if m.completer == nil { // Start failed and cleaned up after itself
 		return nil
 	}
-	var errs *multierror.Error
-	close(m.stopClaiming)
-	// The scheduler waits (up to the stop timeout) for scheduled runs in
-	// progress, alongside the task actions: when ctx ends first, both get
-	// their context cancelled.
-	schedErr := make(chan error, 1)
-	if m.scheduler != nil {
-		go func() { schedErr <- m.scheduler.Shutdown() }()
-	} else {
-		schedErr <- nil
-	}
-	// Stream loops end after their current claim has started its tasks;
-	// only then is the set of running actions complete.
-	m.streamLoops.Wait()
-	done := make(chan struct{})
-	var serr error
-	go func() { m.actions.Wait(); serr = <-schedErr; close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		// Actions still running get their context cancelled; their tasks
-		// are released back to the queue.
-		m.cancelRuns(errShutdown)
-		m.leases.endAll(errShutdown)
-		<-done
-	}
-	if serr != nil {
-		errs = multierror.Append(errs, fmt.Errorf("scheduler shutdown: %w", serr))
-	}
-	errs = multierror.Append(errs, m.completer.close(ctx))
-	m.cancelRuns(errShutdown)
-	if m.stopListen != nil {
-		m.stopListen()
-	}
-	m.loops.Wait()
-	for _, s := range m.streams {
-		if err := s.releaseExclusive(); err != nil {
-			errs = multierror.Append(errs, err)
-		}
-	}
+	// Claiming and scheduling stop first; running actions get until a
+	// little before the deadline, so that their results can be written in
+	// what is left.
+	runsCtx, cancel := context.WithDeadline(ctx, flushReserveDeadline(ctx))
+	defer cancel()
+	errs := multierror.Append(nil, m.runners.stopAll(runsCtx))
+	errs = multierror.Append(errs, m.services.stopAll(ctx))
 	return errs.ErrorOrNil()
+}
+
+// flushReserveDeadline is when a shutdown bounded by ctx stops waiting for
+// running actions and stops them hard: a quarter of the time left (at most
+// 2s, at least 100ms when there is that much) is kept for the cancelled
+// actions to return and for writing the results.
+func flushReserveDeadline(ctx context.Context) time.Time {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(365 * 24 * time.Hour)
+	}
+	left := time.Until(deadline)
+	return deadline.Add(-max(min(left/4, 2*time.Second), min(left, 100*time.Millisecond)))
 }
 
 // RunUntilIdle runs the manager until no registered task is due and nothing
@@ -364,7 +368,7 @@ func (m *SyncManager) runUntil(ctx context.Context, done func() (bool, error)) e
 	for calm := 0; calm < 3; {
 		select {
 		case <-ctx.Done():
-			return multierror.Append(ctx.Err(), m.Shutdown(context.Background())).ErrorOrNil()
+			return multierror.Append(ctx.Err(), m.Stop()).ErrorOrNil()
 		case <-tick.C:
 		}
 		if !m.idle() {
@@ -375,7 +379,7 @@ func (m *SyncManager) runUntil(ctx context.Context, done func() (bool, error)) e
 		if calm == 3 && done != nil {
 			ok, err := done()
 			if err != nil {
-				return multierror.Append(err, m.Shutdown(context.Background())).ErrorOrNil()
+				return multierror.Append(err, m.Stop()).ErrorOrNil()
 			}
 			if !ok {
 				calm = 0
@@ -398,7 +402,7 @@ func (m *SyncManager) nudgeAll() {
 // persisted completion, found nothing and nothing runs or waits to finish.
 func (m *SyncManager) idle() bool {
 	gen := m.finishGen.Load()
-	if m.completer.pending() > 0 {
+	if m.completer.pendingCount() > 0 {
 		return false
 	}
 	idle := true

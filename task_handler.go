@@ -28,13 +28,19 @@ func InStream(stream string) TaskOption {
 }
 
 // WithTimeout bounds one run of the task. When it passes, the task's context
-// is cancelled, the worker moves on, the task is retried and a late result
-// is discarded.
+// is cancelled (Task.Context ends with context.DeadlineExceeded). An action
+// that returns after its timeout has its own result recorded, with a
+// message saying how late it was; until it returns, the run keeps its
+// stream slot, its key and its lease, so an action that ignores its context
+// is never run twice at once. One still running well past its timeout (as
+// long again, at least a second) is reported to the error handler.
 func WithTimeout(d time.Duration) TaskOption {
 	return func(h *taskHandler) { h.timeout = d }
 }
 
-// WithRetryPolicy sets the backoff between attempts.
+// WithRetryPolicy sets the backoff between attempts. It also applies when a
+// task's lease expired (its worker died) and the task is rescued. A policy
+// with a Validate() error method is checked at registration.
 func WithRetryPolicy(p RetryPolicy) TaskOption {
 	return func(h *taskHandler) { h.retry = p }
 }

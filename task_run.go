@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -9,9 +8,51 @@ import (
 	"time"
 )
 
+// A claimed task's run goes through four steps, each owned by one file:
+//
+//   - claimed (stream.go): the claim loop took a slot of the stream and the
+//     lease keeper holds the task's lease;
+//   - running (worker.go): the action runs on a worker. Its context ends at
+//     the timeout, when the lease is lost or at a hard stop, but the run
+//     keeps its slot, its key and its lease until the action returns: Go
+//     cannot stop a goroutine, and a second run of the key must not start
+//     beside one that ignores its context;
+//   - finished (this file): the action returned; its result becomes the
+//     task's completion and the slot is freed. The lease is still held, and
+//     extended, until the result is written;
+//   - written (completer.go): the result is recorded and the lease keeper
+//     lets the run go.
+type taskRun struct {
+	m  *SyncManager
+	s  *stream
+	h  *taskHandler
+	ct *ClaimedTask
+
+	deadline time.Time // set when the action starts
+	ctx      runContext
+	notes    runNotes
+
+	returned atomic.Bool // the action has returned
+	lost     atomic.Bool // the queue has given the task to another holder
+
+	leaseUntil time.Time // the lease's expiry as this process knows it; guarded by the lease keeper
+}
+
 // errTaskTimeout is the cause given to a task's context when its timeout
 // passes.
 var errTaskTimeout = errors.New("queue: task timed out")
+
+// errLeaseNotExtended is the cause given to a task's context when its lease
+// is about to expire and could not be extended: before another process may
+// take the task over, this one stops it.
+var errLeaseNotExtended = fmt.Errorf("%w: it could not be extended before it expired", ErrLeaseLost)
+
+// errShutdown is the cause given to actions' contexts at a hard stop.
+var errShutdown = errors.New("queue: manager shutting down")
+
+func (m *SyncManager) newRun(s *stream, ct *ClaimedTask) *taskRun {
+	return &taskRun{m: m, s: s, h: m.handlers[ct.Name], ct: ct}
+}
 
 // outcome is what one run of an action produced.
 type outcome struct {
@@ -19,83 +60,42 @@ type outcome struct {
 	message TaskMessage
 }
 
-// taskRun is one run of a claimed task. It is settled once, by whichever
-// comes first: the action returning, or the run ending without it (timeout,
-// lost lease, hard stop). Settling frees the stream's slot and hands the
-// result, if any, to the completer; a result that comes later is discarded.
-type taskRun struct {
-	m        *SyncManager
-	s        *stream
-	h        *taskHandler
-	ct       *ClaimedTask
-	deadline time.Time
-	timer    *time.Timer // ends the run at its deadline; stopped by runTask
-	settled  atomic.Bool
-	notes    runNotes
-	ctx      runContext
-}
-
-// runTask runs one claimed task in its stream's slot, on this goroutine:
-// with a deadline, a lease kept alive meanwhile, panics recovered, and the
-// result handed to the completer.
-func (m *SyncManager) runTask(s *stream, ct *ClaimedTask) {
-	r := &taskRun{m: m, s: s, h: m.handlers[ct.Name], ct: ct}
-	r.deadline = time.Now().Add(r.h.timeout)
-	r.timer = time.AfterFunc(r.h.timeout, func() { r.end(errTaskTimeout) })
-	if !m.leases.hold(r) {
-		r.timer.Stop()
-		r.end(errShutdown) // the hard stop came first: the task goes back
-		return
+// finish is the run's finished step: the action returned at returned with
+// o. The result is the action's own whatever ended its context; a run that
+// returned after its timeout says so in its message, and a retry caused by
+// a hard stop releases the task unrun.
+func (r *taskRun) finish(o outcome, returned time.Time) {
+	r.returned.Store(true)
+	cause := r.ctx.end(errRunFinished)
+	c := r.m.completionFor(r.h, r.ct, o, &r.notes)
+	if over := returned.Sub(r.deadline); over > 0 {
+		c.Message += fmt.Sprintf(" (returned %s after its %s timeout)", over.Round(time.Millisecond), r.h.timeout)
 	}
-	task := ct.Task
-	task.run = r
-	o := runAction(r.h.action, task)
-	r.timer.Stop()
-	if !r.settled.CompareAndSwap(false, true) {
-		return // settled without the action: its result is discarded
+	if errors.Is(cause, errShutdown) && c.State == TaskRetry {
+		c = Completion{Lease: r.ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished: " + c.Message}
 	}
-	c := m.completionFor(r.h, ct, o, &r.notes)
-	r.settle(&c)
-}
-
-// end settles the run without the action's result, unless the action has
-// returned first. cause says why: the task is retried after a timeout,
-// released at a hard stop, and left to the worker that took it over after a
-// lost lease. The action's context is cancelled with cause.
-func (r *taskRun) end(cause error) {
-	r.ctx.end(cause)
-	if !r.settled.CompareAndSwap(false, true) {
-		return
-	}
-	ct := r.ct
-	switch {
-	case errors.Is(cause, ErrLeaseLost):
-		r.m.report(fmt.Errorf("task %d (%s %s): %w; another worker may run it", ct.ID, ct.Name, ct.Key, ErrLeaseLost))
-		r.settle(nil)
-	case errors.Is(cause, errShutdown):
-		r.settle(&Completion{Lease: ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished"})
-	default:
-		c := r.m.completionFor(r.h, ct, outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("timed out after %s", r.h.timeout))}, &r.notes)
-		r.settle(&c)
-	}
-}
-
-// settle hands the run's completion (nil: none) to the completer and frees
-// what the run held. Only the caller that set settled calls it.
-func (r *taskRun) settle(c *Completion) {
-	if c != nil {
-		r.m.completer.add(*c, r.s)
-	}
-	r.ctx.end(context.Canceled)
-	r.m.leases.drop(r.ct.ID)
 	r.s.running.Add(-1)
 	r.s.freeSlot()
+	if r.lost.Load() {
+		r.m.report(fmt.Errorf("task %d (%s %s): result %s discarded: %w", r.ct.ID, r.ct.Name, r.ct.Key, c.State, ErrLeaseLost))
+		r.m.leases.drop(r)
+	} else {
+		r.m.completer.add(r, c)
+	}
 	r.m.actions.Done()
 }
 
-// context returns the action's context, made on the first call.
-func (r *taskRun) context() context.Context {
-	return r.ctx.get(r.deadline, &r.notes)
+// errRunFinished ends a run's context once its action has returned.
+var errRunFinished = errors.New("queue: run finished")
+
+// loseLease is called by the lease keeper when the queue says the task now
+// has another holder: the action is cancelled and its result discarded.
+func (r *taskRun) loseLease() {
+	r.lost.Store(true)
+	r.ctx.end(ErrLeaseLost)
+	if !r.returned.Load() {
+		r.m.report(fmt.Errorf("task %d (%s %s): %w; its action here is cancelled and another worker may run it", r.ct.ID, r.ct.Name, r.ct.Key, ErrLeaseLost))
+	}
 }
 
 // runAction runs an action, turning a panic into a retry failure with the

@@ -1,37 +1,53 @@
 package queuetest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
 
-// supervisor runs postgres and waits for its standard input to close, which
-// happens when the process that started it exits, however it exits. Then it
-// stops postgres and removes the cluster's directory.
+// supervisor runs postgres and reads commands from its standard input:
+// "stop" stops postgres at once (-m immediate: as after a crash, without a
+// checkpoint), "start" starts it again; each is answered with a line. When
+// its standard input closes, which happens when the process that started it
+// exits, however it exits, it stops postgres and removes the cluster's
+// directory.
 const supervisor = `
-"$PGBIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -p 5432 \
-	-c listen_addresses= -c fsync=off -c synchronous_commit=off \
-	-c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB \
-	-c max_locks_per_transaction=256 >"$PGDIR/postgres.log" 2>&1 &
-pg=$!
-cat >/dev/null
+start_pg() {
+	"$PGBIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -p 5432 \
+		-c listen_addresses= -c fsync=off -c synchronous_commit=$PGSYNC \
+		-c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB \
+		-c max_locks_per_transaction=256 >>"$PGDIR/postgres.log" 2>&1 &
+	pg=$!
+}
+start_pg
+while read -r cmd; do
+	case "$cmd" in
+	stop) kill -QUIT $pg 2>/dev/null; wait $pg; echo stopped ;;
+	start) start_pg; echo started ;;
+	esac
+done
 kill -INT $pg 2>/dev/null
 wait $pg
 rm -rf "$PGDIR"
 `
 
 // startLocal makes a throwaway cluster with the local PostgreSQL binaries.
-func startLocal(ctx context.Context) (*Server, error) {
+// With durable set its commits survive a crash of the server (not of the
+// machine): synchronous_commit is on; fsync stays off either way.
+func startLocal(ctx context.Context, durable bool) (*Server, error) {
 	bin, err := findPostgresBin()
 	if err != nil {
 		return nil, err
@@ -61,10 +77,19 @@ func startLocal(ctx context.Context) (*Server, error) {
 	}
 
 	sup := exec.Command("/bin/sh", "-c", supervisor)
-	sup.Env = append(os.Environ(), "PGBIN="+bin, "PGDIR="+dir)
+	syncCommit := "off"
+	if durable {
+		syncCommit = "on"
+	}
+	sup.Env = append(os.Environ(), "PGBIN="+bin, "PGDIR="+dir, "PGSYNC="+syncCommit)
 	sup.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	sup.Dir = dir
 	stdin, err := sup.StdinPipe()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	stdout, err := sup.StdoutPipe()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -74,12 +99,40 @@ func startLocal(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	exited := make(chan struct{})
-	go func() { sup.Wait(); close(exited) }()
+	answers := make(chan string)
+	go func() {
+		lines := bufio.NewScanner(stdout)
+		for lines.Scan() {
+			answers <- lines.Text()
+		}
+		sup.Wait()
+		close(exited)
+	}()
+	var controlMu sync.Mutex
+	socket := filepath.Join(dir, ".s.PGSQL.5432")
 
 	s := &Server{
 		Source: "local",
 		dsnFor: func(db string) string {
 			return fmt.Sprintf("host=%s port=5432 user=postgres dbname=%s sslmode=disable", dir, db)
+		},
+		control: func(ctx context.Context, cmd string) error {
+			controlMu.Lock()
+			defer controlMu.Unlock()
+			if _, err := io.WriteString(stdin, cmd+"\n"); err != nil {
+				return fmt.Errorf("queuetest: %s: %w", cmd, err)
+			}
+			select {
+			case <-answers:
+			case <-exited:
+				return fmt.Errorf("queuetest: %s: the cluster's supervisor has exited", cmd)
+			case <-ctx.Done():
+				return fmt.Errorf("queuetest: %s: %w", cmd, ctx.Err())
+			}
+			if cmd == "start" {
+				return waitSocket(ctx, socket, exited, dir)
+			}
+			return nil
 		},
 		stop: func() error {
 			stdin.Close()
@@ -91,22 +144,30 @@ func startLocal(ctx context.Context) (*Server, error) {
 			return nil
 		},
 	}
-	// Wait for the socket; report the server log if postgres gave up.
-	deadline := time.Now().Add(60 * time.Second)
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := waitSocket(startCtx, socket, exited, dir); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitSocket waits for the server's socket; it reports the server log if
+// postgres gave up.
+func waitSocket(ctx context.Context, socket string, exited <-chan struct{}, dir string) error {
 	for {
-		if _, err := os.Stat(filepath.Join(dir, ".s.PGSQL.5432")); err == nil {
-			return s, nil
+		if _, err := os.Stat(socket); err == nil {
+			return nil
 		}
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			return nil, fmt.Errorf("postgres exited: %s", lastLines(log, 5))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres exited: %s", lastLines(log, 5))
+		case <-ctx.Done():
 			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			s.stop()
-			return nil, fmt.Errorf("postgres did not start within 60s: %s", lastLines(log, 5))
+			return fmt.Errorf("postgres did not start: %w: %s", ctx.Err(), lastLines(log, 5))
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -166,3 +166,48 @@ func currentDatabase(t *testing.T, db *sql.DB) string {
 	}
 	return name
 }
+
+// TestServerStopStartTerminate: a server of the test's own can be stopped
+// (connections fail), started again (the data survives crash recovery),
+// restarted, and have its backends terminated.
+func TestServerStopStartTerminate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := NewServer(t)
+	db := openDB(t, srv.NewDSN(t))
+	if _, err := db.ExecContext(ctx, `CREATE TABLE kept (a int); INSERT INTO kept VALUES (42)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PingContext(ctx); err == nil {
+		t.Fatal("a ping succeeded while the server was stopped")
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var a int
+	if err := db.QueryRowContext(ctx, `SELECT a FROM kept`).Scan(&a); err != nil || a != 42 {
+		t.Fatalf("after the restart: %d, %v; want the row written before the stop", a, err)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxIdleConns(0) // no connection from before the restart
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, err := srv.TerminateBackends(ctx, currentDatabase(t, db))
+	if err != nil || n < 1 {
+		t.Fatalf("terminate backends: %d, %v; want at least the held connection", n, err)
+	}
+	if err := conn.PingContext(ctx); err == nil {
+		t.Fatal("a terminated connection still answers")
+	}
+}

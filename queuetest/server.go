@@ -42,9 +42,10 @@ type Server struct {
 	// Source says where the server came from: "env", "docker" or "local".
 	Source string
 
-	dsnFor func(dbname string) string
-	admin  *sql.DB
-	stop   func() error
+	dsnFor  func(dbname string) string
+	admin   *sql.DB
+	stop    func() error
+	control func(ctx context.Context, cmd string) error // "stop" or "start"; nil when the server is not the harness's own
 }
 
 // Start returns a server from the first source that works (see the package
@@ -59,24 +60,33 @@ func Start(ctx context.Context) (*Server, error) {
 		s = d
 	} else {
 		errs = append(errs, "docker: "+err.Error())
-		l, err := startLocal(ctx)
+		l, err := startLocal(ctx, false)
 		if err != nil {
 			errs = append(errs, "local binaries: "+err.Error())
 			return nil, fmt.Errorf("%s (%s)", InstallHint, strings.Join(errs, "; "))
 		}
 		s = l
 	}
+	admin, err := openAdmin(ctx, s)
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.admin = admin
+	return s, nil
+}
+
+// openAdmin opens the connection the harness manages databases with.
+func openAdmin(ctx context.Context, s *Server) (*sql.DB, error) {
 	admin, err := sql.Open("postgres", s.dsnFor("postgres"))
 	if err == nil {
 		err = waitReady(ctx, admin)
 	}
 	if err != nil {
-		s.stop()
 		return nil, fmt.Errorf("queuetest: %s server not ready: %w", s.Source, err)
 	}
 	admin.SetMaxOpenConns(4)
-	s.admin = admin
-	return s, nil
+	return admin, nil
 }
 
 // DSN returns a connection string for the named database on the server.
