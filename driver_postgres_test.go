@@ -105,6 +105,52 @@ func TestClaimOnlyNamedTasks(t *testing.T) {
 	}
 }
 
+// TestFinishSentAgainAfterLostReply: a Finish whose reply was lost after it
+// committed is sent again; the second one recognises the first one's commit
+// and reports nothing lost, while a completion under a lease that another
+// claim has taken over since is still reported lost.
+func TestFinishSentAgainAfterLostReply(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	done := b.add(t, "job", "K1", nil)
+	retried := b.add(t, "job", "K2", nil)
+	got := b.claim(t, 2)
+	if len(got) != 2 {
+		t.Fatalf("claimed %v, want 2 tasks", claimedIDs(got))
+	}
+	cs := []queue.Completion{
+		{Lease: got[0].Lease, State: queue.TaskDone, Message: "first"},
+		{Lease: got[1].Lease, State: queue.TaskRetry, Message: "again"},
+	}
+	for attempt := 1; attempt <= 2; attempt++ {
+		lost, err := b.driver.Finish(b.ctx, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lost) != 0 {
+			t.Fatalf("finish sent %d times: lost %v, want none", attempt, lost)
+		}
+	}
+	b.requireState(t, queue.TaskDone, done)
+	b.requireState(t, queue.TaskRetry, retried)
+	// The retried task is claimed again under a new lease: the old
+	// completion is now stale and reported lost.
+	if _, err := b.db.ExecContext(b.ctx, `UPDATE `+b.table+` SET do_after = now() WHERE id = $1`, retried); err != nil {
+		t.Fatal(err)
+	}
+	again := b.claimOne(t)
+	lost, err := b.driver.Finish(b.ctx, cs[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lost) != 1 || lost[0] != retried {
+		t.Fatalf("stale finish after a new claim: lost %v, want [%d]", lost, retried)
+	}
+	if r := b.row(t, retried); r.State != "IN PROGRESS" || r.LeaseToken.String != again.Lease.Token {
+		t.Fatalf("the new claim's task after the stale finish: %s token %s, want IN PROGRESS under the new lease", r.State, r.LeaseToken.String)
+	}
+}
+
 func TestFinishOutcomes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -114,7 +160,9 @@ func TestFinishOutcomes(t *testing.T) {
 		c := b.claimOne(t)
 		b.finish(t, c, state, 0)
 		r := b.row(t, id)
-		if r.State != string(state) || !r.FinishedAt.Valid || r.LeaseToken.Valid || r.LeaseExpires.Valid || r.Message != "test" {
+		// The row keeps the token it was finished under (see
+		// TestFinishSentAgainAfterLostReply); the lease itself is over.
+		if r.State != string(state) || !r.FinishedAt.Valid || r.LeaseToken.String != c.Lease.Token || r.LeaseExpires.Valid || r.Message != "test" {
 			t.Fatalf("after finish %s: %+v", state, r)
 		}
 	}

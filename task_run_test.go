@@ -12,118 +12,6 @@ import (
 	"github.com/esync/queue"
 )
 
-// TestTaskRunTimeout: an action that blocks past WithTimeout sees its
-// context done with a deadline; the task goes to RETRY and runs again while
-// the first run is still blocked; the first run's late SUCCESS is dropped,
-// and the first run's lease cannot finish the task (fencing).
-func TestTaskRunTimeout(t *testing.T) {
-	t.Parallel()
-	e := newSMEnv(t)
-	w := &claimWatcher{PostgresDriver: e.d}
-	type firstRun struct {
-		hadDeadline bool
-		err         error
-	}
-	firstSaw := make(chan firstRun, 1)
-	releaseFirst := make(chan struct{})
-	firstReturned := make(chan struct{})
-	secondStarted := make(chan struct{})
-	releaseSecond := make(chan struct{})
-	sm := queue.NewSyncManager(w)
-	err := sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
-		ctx := task.Context()
-		switch task.Attempt {
-		case 1:
-			_, ok := ctx.Deadline()
-			<-ctx.Done()
-			firstSaw <- firstRun{ok, ctx.Err()}
-			<-releaseFirst // keeps running long after the timeout
-			defer close(firstReturned)
-			return queue.TaskResultSuccess, "late success of the first run"
-		default:
-			close(secondStarted)
-			<-releaseSecond
-			return queue.TaskResultPermanentFailure, "second run"
-		}
-	}), "slow", queue.WithTimeout(200*time.Millisecond), queue.WithRetryPolicy(queue.ConstantBackoff(10*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := e.add(t, "slow", "k", nil)
-	smStart(t, sm)
-
-	var fr firstRun
-	select {
-	case fr = <-firstSaw:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the first run's context was never done")
-	}
-	if !fr.hadDeadline || !errors.Is(fr.err, context.DeadlineExceeded) {
-		t.Fatalf("first run: deadline %v, ctx error %v; want a deadline and DeadlineExceeded", fr.hadDeadline, fr.err)
-	}
-	select {
-	case <-secondStarted:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the task did not run again after its timeout (state %s)", e.task(t, id).State)
-	}
-
-	// The second run holds the task now. The first run's lease is stale:
-	// finishing with it changes nothing.
-	leases := w.leasesOf(id)
-	if len(leases) != 2 {
-		t.Fatalf("task %d was claimed %d times, want 2", id, len(leases))
-	}
-	lost, err := e.d.Finish(e.ctx, []queue.Completion{{Lease: leases[0], State: queue.TaskDone, Message: "stale finish"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(lost) != 1 || lost[0] != id {
-		t.Fatalf("finish with the first run's lease: lost %v, want [%d]", lost, id)
-	}
-	if task := e.task(t, id); task.State != queue.TaskInProgress || task.Attempt != 2 {
-		t.Fatalf("after the stale finish the task is %s (attempt %d), want IN PROGRESS (attempt 2)", task.State, task.Attempt)
-	}
-
-	// The first run now returns its late SUCCESS; then the second run ends.
-	close(releaseFirst)
-	<-firstReturned
-	close(releaseSecond)
-	smEventually(t, 20*time.Second, "the task to finish", func() bool { return e.task(t, id).State.Terminal() })
-	task := e.task(t, id)
-	if task.State != queue.TaskFailed || task.Message != "second run" || task.Attempt != 2 {
-		t.Fatalf("task ended %s %q after %d attempts; want FAILED \"second run\" after 2 (the first run's late success must be dropped)",
-			task.State, task.Message, task.Attempt)
-	}
-	// The manager itself dropped the late result: for the first lease it
-	// sent the timeout's RETRY and nothing else (the driver's fencing
-	// would have refused more, but it should not have to).
-	smStop(t, sm)
-	first := w.finishes(leases[0])
-	if len(first) != 1 || first[0].State != queue.TaskRetry || !strings.Contains(first[0].Message, "timed out") {
-		t.Fatalf("completions sent for the first run: %+v; want one RETRY saying it timed out", first)
-	}
-}
-
-// TestTaskRunTimeoutMessage: a run that times out leaves RETRY with a
-// message that says so.
-func TestTaskRunTimeoutMessage(t *testing.T) {
-	t.Parallel()
-	e := newSMEnv(t)
-	sm := queue.NewSyncManager(e.d)
-	release := make(chan struct{})
-	defer close(release)
-	sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
-		<-release
-		return queue.TaskResultSuccess, ""
-	}), "stuck", queue.WithTimeout(100*time.Millisecond), queue.WithRetryPolicy(queue.ConstantBackoff(time.Hour)))
-	id := e.add(t, "stuck", "k", nil)
-	smStart(t, sm)
-	smEventually(t, 20*time.Second, "the task to time out", func() bool { return e.task(t, id).State == queue.TaskRetry })
-	if task := e.task(t, id); !strings.Contains(task.Message, "timed out") || task.Attempt != 1 {
-		t.Fatalf("task %s %q attempt %d, want a timeout message after attempt 1", task.State, task.Message, task.Attempt)
-	}
-}
-
 // TestTaskRunPanicRecovered: a panicking action makes its task RETRY with
 // the panic text as message, and the manager keeps running tasks.
 func TestTaskRunPanicRecovered(t *testing.T) {
@@ -363,16 +251,16 @@ func TestTaskRunContextAskedForLate(t *testing.T) {
 		<-inside
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		if err := sm.Shutdown(ctx); err != nil {
-			t.Fatalf("shutdown: %v", err)
+		if err := sm.Shutdown(ctx); err == nil || !strings.Contains(err.Error(), "still running") {
+			t.Fatalf("shutdown: %v, want the action still running reported", err)
 		}
 		close(release)
 		s := <-saw
 		if !s.done || !errors.Is(s.err, context.Canceled) || s.cause == nil || !strings.Contains(s.cause.Error(), "shutting down") {
 			t.Fatalf("context asked for after the hard stop: done %v, error %v, cause %v; want done, Canceled, the shutdown", s.done, s.err, s.cause)
 		}
-		if task := e.task(t, id); task.State != queue.TaskReady {
-			t.Fatalf("after the hard stop the task is %s, want READY (released)", task.State)
+		if task := e.task(t, id); task.State != queue.TaskInProgress {
+			t.Fatalf("after the hard stop the task is %s, want IN PROGRESS (its action was still running)", task.State)
 		}
 	})
 }
