@@ -121,7 +121,9 @@ type Task struct {
 }
 
 // Context returns the task's context: it carries the run's deadline and is
-// cancelled when the run times out or the manager shuts down. It is never nil.
+// cancelled when the run times out (context.DeadlineExceeded), when its
+// lease is lost or cannot be extended (cause ErrLeaseLost) and at a hard
+// stop. It is never nil.
 func (t Task) Context() context.Context {
 	switch {
 	case t.ctx != nil:
