@@ -50,9 +50,9 @@ func (n sqlNames) render(name, text string) string {
 // postgresQueries is every statement the driver runs, rendered once for its
 // schema and table.
 type postgresQueries struct {
-	insert, claim, finish, extend, rescue, deleteFinished                string
-	get, list, listNewest, count, countByState, cancel, cancelKey, retry string
-	cancelUnhandled, scheduleRun, cdcSynced                              string
+	insert, claim, finish, extend, rescue, deleteFinished    string
+	get, list, count, countByState, cancel, cancelKey, retry string
+	cancelUnhandled, scheduleRun, cdcSynced, listNewest      string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
