@@ -5,14 +5,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/esync/queue/queuetest"
+	"github.com/esync/queue/examples/internal/userdb"
 )
 
 // TestReconcile runs the example for a few seconds: run fails unless the
-// reconciliation ran and the totals match the orders.
+// reconciliation ran and the totals match the orders. It runs against a
+// user's database with customer and orders tables of their own, as a role
+// that may not create databases, and leaves everything of theirs untouched.
 func TestReconcile(t *testing.T) {
-	t.Setenv("DATABASE_URL", queuetest.NewDSN(t))
-	if err := run(context.Background(), 3*time.Second, "* * * * * *"); err != nil {
+	user := userdb.New(t, true)
+	t.Setenv("DATABASE_URL", user.DSN)
+	defer user.RequireUntouched(t)
+	if err := run(context.Background(), 3*time.Second, "* * * * * *", false); err != nil {
 		t.Fatal(err)
 	}
 }
