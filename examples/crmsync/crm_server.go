@@ -58,6 +58,10 @@ type CRMConfig struct {
 	// HangRate is the fraction (0 to 1) of requests that never get an
 	// answer: they hang until the client gives up or the server closes.
 	HangRate float64
+	// HangEvery leaves every HangEvery-th admitted request unanswered as
+	// well, so that a run of enough requests meets hangs whatever the
+	// draws. 0 means none.
+	HangEvery int
 	// RateLimit is how many requests the CRM admits within any one second;
 	// further requests are answered 429 with "Retry-After: 1". 0 means no
 	// limit.
@@ -133,6 +137,7 @@ type CRMServer struct {
 	contacts map[string]Contact // by external id
 	nextID   int
 	admitted []time.Time // admission times within the last second, oldest first
+	drawn    int         // requests that reached drawFault
 	stats    CRMStats
 	byStatus map[int]int
 }
@@ -143,6 +148,9 @@ func StartCRM(cfg CRMConfig) (*CRMServer, error) {
 		if math.IsNaN(rate) || rate < 0 || rate > 1 {
 			return nil, fmt.Errorf("crm: %s %v is not between 0 and 1", name, rate)
 		}
+	}
+	if cfg.HangEvery < 0 {
+		return nil, fmt.Errorf("crm: HangEvery %d is negative", cfg.HangEvery)
 	}
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("crm: RateLimit %d is negative", cfg.RateLimit)
@@ -266,11 +274,16 @@ func (s *CRMServer) handler() http.Handler {
 // faultHang is drawFault's answer for a request that is never answered.
 const faultHang = -1
 
-// drawFault decides, from the seeded generator, whether the request is
-// answered with a fault: a status, faultHang, or 0 for none.
+// drawFault decides, from HangEvery and the seeded generator, whether the
+// request is answered with a fault: a status, faultHang, or 0 for none.
 func (s *CRMServer) drawFault() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.drawn++
+	if s.cfg.HangEvery > 0 && s.drawn%s.cfg.HangEvery == 0 {
+		s.stats.Hung++
+		return faultHang
+	}
 	if s.cfg.HangRate > 0 && s.rng.Float64() < s.cfg.HangRate {
 		s.stats.Hung++
 		return faultHang
