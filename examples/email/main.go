@@ -24,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"os"
@@ -51,9 +50,8 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", time.Minute, "give up when the queue is not done by then")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the example's database (or schema) at the end")
 	flag.Parse()
-	if err := run(context.Background(), cfg); err != nil {
-		log.Fatal(err)
-	}
+	ctx := exampledb.SignalContext()
+	exampledb.Exit(ctx, run(ctx, cfg))
 }
 
 // throttled is the recipient whose first send is answered 429.

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,9 +27,8 @@ import (
 func main() {
 	keep := flag.Bool("keep", false, "keep the example's database (or schema) at the end")
 	flag.Parse()
-	if err := run(context.Background(), *keep); err != nil {
-		log.Fatal(err)
-	}
+	ctx := exampledb.SignalContext()
+	exampledb.Exit(ctx, run(ctx, *keep))
 }
 
 func run(ctx context.Context, keep bool) (err error) {

@@ -74,9 +74,8 @@ func main() {
 	spec := flag.String("cron", "* * * * * *", "cron spec of the reconciliation (six fields: with seconds)")
 	keep := flag.Bool("keep", false, "keep the example's database (or schema) at the end")
 	flag.Parse()
-	if err := run(context.Background(), *runFor, *spec, *keep); err != nil {
-		log.Fatal(err)
-	}
+	ctx := exampledb.SignalContext()
+	exampledb.Exit(ctx, run(ctx, *runFor, *spec, *keep))
 }
 
 func run(ctx context.Context, runFor time.Duration, spec string, keep bool) (err error) {
@@ -110,6 +109,7 @@ func run(ctx context.Context, runFor time.Duration, spec string, keep bool) (err
 		if err := sm.Start(ctx); err != nil {
 			return err
 		}
+		defer sm.Stop() // on an early return; a second Stop returns the first's result
 		managers = append(managers, sm)
 	}
 

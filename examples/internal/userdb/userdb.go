@@ -61,7 +61,7 @@ func New(t testing.TB, restricted bool) *Database {
 		{Name: "crm.create", Key: "customers:2", Data: map[string]any{"mine": true}},
 		{Name: "crm.delete", Key: "customers:3"},
 		{Name: "customer.sync", Key: "customer:7", Data: map[string]any{"version": 99}},
-		{Name: "email.send", Key: "welcome:ann"},
+		{Name: "email", Key: "welcome:ann"},
 		{Name: "exampleTask", Key: "myKey"},
 		{Name: "report", Key: "report:later", Options: []queue.AddOption{queue.WithDelay(time.Hour)}},
 	}); err != nil {
