@@ -449,6 +449,35 @@ func TestCRMRateLimit(t *testing.T) {
 	}
 }
 
+// The burst limiter admits BurstLimit requests within any BurstWindow, on
+// top of the per-second limit, and refuses the rest 429.
+func TestCRMBurstLimit(t *testing.T) {
+	clock := newFakeClock()
+	s := startTestCRM(t, CRMConfig{BurstLimit: 2, BurstWindow: 10 * time.Millisecond, RateLimit: 5, Now: clock.Now})
+	wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusOK)
+	wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusOK)
+	r := send(t, s, testToken, "GET", "/v1/contacts", "")
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if e := r.errorBody(t); !strings.Contains(e.Message, "2 requests within 10ms") || r.header.Get("Retry-After") != "1" {
+		t.Errorf("429 %+v, Retry-After %q", e, r.header.Get("Retry-After"))
+	}
+	clock.Advance(10 * time.Millisecond) // the burst window has passed
+	for range 3 {
+		wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusOK)
+		clock.Advance(10 * time.Millisecond)
+	}
+	// Five within the second: the per-second limit refuses the sixth.
+	wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusTooManyRequests)
+	if st := s.Stats(); st.RateLimited != 2 || st.ByStatus[429] != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	for _, bad := range []CRMConfig{{BurstLimit: -1}, {BurstWindow: -time.Millisecond}, {BurstWindow: 2 * time.Second}} {
+		if _, err := StartCRM(bad); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
+	}
+}
+
 // A hung request gets no answer; Close releases it without answering.
 func TestCRMHangUntilClose(t *testing.T) {
 	s, err := StartCRM(CRMConfig{Token: testToken, HangRate: 1})

@@ -9,7 +9,8 @@
 // summary: a fraction of requests is answered 5xx, some writes are applied
 // but answered 500 (a lost answer), every --hang-every-th request is never
 // answered (the client gives up after --crm-timeout), and more than
-// --rate-limit requests within a second are answered 429 with Retry-After.
+// --rate-limit requests within a second, or --burst-limit within 20ms, are
+// answered 429 with Retry-After.
 // The actions retry all of them.
 //
 //	go run ./examples/crmsync            # sync, change, sync again, exit 0
@@ -54,6 +55,7 @@ type config struct {
 	faults     float64       // fraction of CRM requests answered 5xx
 	lost       float64       // fraction of CRM writes applied but answered 500
 	rateLimit  int           // CRM requests admitted per second; more get 429
+	burstLimit int           // CRM requests admitted within 20ms; more get 429
 	hangEvery  int           // every n-th CRM request is never answered
 	crmTimeout time.Duration // the client gives up on a request after this
 	keep       bool          // keep the example's database or schema
@@ -64,7 +66,7 @@ type config struct {
 // defaults are the sizes of `go run ./examples/crmsync`.
 func defaults() config {
 	return config{customers: 500, burst: 50, timeout: 2 * time.Minute, faults: 0.05, lost: 0.01,
-		rateLimit: 150, hangEvery: 150, crmTimeout: 2 * time.Second}
+		rateLimit: 150, burstLimit: 6, hangEvery: 100, crmTimeout: 2 * time.Second}
 }
 
 // errInterrupted is run's error when a signal stopped it.
@@ -79,6 +81,7 @@ func main() {
 	flag.Float64Var(&cfg.faults, "faults", cfg.faults, "fraction of CRM requests answered with a 5xx")
 	flag.Float64Var(&cfg.lost, "lost-answers", cfg.lost, "fraction of CRM writes applied but answered 500")
 	flag.IntVar(&cfg.rateLimit, "rate-limit", cfg.rateLimit, "CRM requests admitted within any second; more are answered 429 (0: no limit)")
+	flag.IntVar(&cfg.burstLimit, "burst-limit", cfg.burstLimit, "CRM requests admitted within any 20ms; more are answered 429 (0: no limit)")
 	flag.IntVar(&cfg.hangEvery, "hang-every", cfg.hangEvery, "every n-th CRM request is never answered (0: none)")
 	flag.DurationVar(&cfg.crmTimeout, "crm-timeout", cfg.crmTimeout, "the client gives up on a CRM request after this")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the example's database (or schema) at the end")
@@ -172,7 +175,7 @@ func runReport(ctx context.Context, cfg config) (rep report, err error) {
 	}
 
 	crm, err := StartCRM(CRMConfig{FaultRate: cfg.faults, LostAnswerRate: cfg.lost, RateLimit: cfg.rateLimit,
-		HangEvery: cfg.hangEvery, Seed: 7})
+		BurstLimit: cfg.burstLimit, HangEvery: cfg.hangEvery, Seed: 7})
 	if err != nil {
 		return rep, err
 	}
@@ -246,8 +249,13 @@ func describeFaults(cfg config) string {
 	if cfg.hangEvery > 0 {
 		hangs = fmt.Sprintf("leaves one request in %d unanswered (the client gives up after %s)", cfg.hangEvery, cfg.crmTimeout)
 	}
-	if cfg.rateLimit > 0 {
+	switch {
+	case cfg.rateLimit > 0 && cfg.burstLimit > 0:
+		limit = fmt.Sprintf("answers 429 beyond %d requests a second or %d within 20ms", cfg.rateLimit, cfg.burstLimit)
+	case cfg.rateLimit > 0:
 		limit = fmt.Sprintf("answers 429 beyond %d requests a second", cfg.rateLimit)
+	case cfg.burstLimit > 0:
+		limit = fmt.Sprintf("answers 429 beyond %d requests within 20ms", cfg.burstLimit)
 	}
 	return fmt.Sprintf("the CRM answers %.0f%% of requests 5xx, loses %.0f%% of its answers, %s and %s",
 		100*cfg.faults, 100*cfg.lost, hangs, limit)

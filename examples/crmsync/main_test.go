@@ -29,8 +29,8 @@ import (
 func TestCRMSyncExample(t *testing.T) {
 	user := userdb.New(t, true)
 	t.Setenv("DATABASE_URL", user.DSN)
-	cfg := config{customers: 40, burst: 20, timeout: 90 * time.Second, faults: 0.1, lost: 0.05,
-		rateLimit: 20, hangEvery: 25, crmTimeout: 300 * time.Millisecond}
+	cfg := config{customers: 24, burst: 12, timeout: 90 * time.Second, faults: 0.1, lost: 0.05,
+		burstLimit: 4, hangEvery: 15, crmTimeout: 300 * time.Millisecond}
 	for run := 1; run <= 2; run++ {
 		var out bytes.Buffer
 		cfg.out = &out
