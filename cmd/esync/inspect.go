@@ -23,6 +23,7 @@ func newInspectCommand(a *app) *cobra.Command {
 		states    []string
 		limit     int
 		before    int64
+		asJSON    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "inspect [ID...]",
@@ -37,7 +38,8 @@ due for one that is not, and "-" for a task that is running or finished.
 Keys, names and messages that are not plain printable text are shown quoted
 and escaped, so a tab or a newline cannot break the table.
 
-With IDs, inspect prints those tasks in full, each as a JSON object.`,
+With IDs, inspect prints those tasks in full, each as a JSON object; --json
+prints the list that way too, one object a line.`,
 		Example: `  esync inspect
   esync inspect --state FAILED --name crm.update
   esync inspect --state ready,in-progress --limit 20
@@ -75,7 +77,14 @@ With IDs, inspect prints those tasks in full, each as a JSON object.`,
 			if err != nil {
 				return err
 			}
-			if err := writeTaskTable(cmd.OutOrStdout(), tasks, time.Now()); err != nil {
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				for _, t := range tasks {
+					if err := enc.Encode(taskJSON(t)); err != nil {
+						return err
+					}
+				}
+			} else if err := writeTaskTable(cmd.OutOrStdout(), tasks, time.Now()); err != nil {
 				return err
 			}
 			if len(tasks) == limit {
@@ -90,6 +99,7 @@ With IDs, inspect prints those tasks in full, each as a JSON object.`,
 	fl.StringSliceVar(&states, "state", nil, "only tasks in these states, comma separated or repeated ("+joinNames(stateNames())+"; case, '-' and '_' do not matter)")
 	fl.IntVar(&limit, "limit", 50, "most tasks to list (at least 1)")
 	fl.Int64Var(&before, "before", 0, "only tasks older than this task ID (paging)")
+	fl.BoolVar(&asJSON, "json", false, "print the list as JSON, one task a line")
 	cmd.RegisterFlagCompletionFunc("state", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return stateNames(), cobra.ShellCompDirectiveNoFileComp
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -356,6 +357,16 @@ VALUES ('job', E'evil\tkey\nID\tFAKE', '{}', 'sql', 'DONE', E'line one\nline two
 	}
 	if out := c.ok("", "inspect", "--before", "4", "--limit", "2"); !regexp.MustCompile(`(?s)\n3 .*\n2 `).MatchString(out) || strings.Count(out, "\n") != 3 {
 		t.Errorf("--before 4 --limit 2:\n%s", out)
+	}
+
+	out = c.ok("", "inspect", "--json", "--limit", "2")
+	var first struct {
+		ID       int64  `json:"id"`
+		Key      string `json:"key"`
+		RunAfter string `json:"run_after"`
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || json.Unmarshal([]byte(lines[0]), &first) != nil || first.ID != 5 || first.Key != "evil\tkey\nID\tFAKE" {
+		t.Errorf("inspect --json --limit 2:\n%s", out)
 	}
 
 	r = c.run("", "inspect", "3", "1", "404")
