@@ -90,10 +90,13 @@ func Open(ctx context.Context, example string, keep bool, log io.Writer) (*Place
 		}
 		return &Place{Kind: Throwaway, DSN: dsn, Schema: queue.DefaultSchema, log: log, stop: stop}, nil
 	}
-	admin, err := sql.Open("postgres", env)
+	connector, err := pq.NewConnector(env)
 	if err != nil {
-		return nil, fmt.Errorf("exampledb: DATABASE_URL: %w", err)
+		// The text of a connection string that does not parse may hold a
+		// password: say what is wrong without it.
+		return nil, errors.New("exampledb: DATABASE_URL is not a PostgreSQL connection string (not shown: it may hold a password)")
 	}
+	admin := sql.OpenDB(connector)
 	admin.SetMaxOpenConns(2)
 	p := &Place{Name: Prefix + example + "_" + randomSuffix(), keep: keep, log: log, admin: admin}
 	switch err := p.createDatabase(ctx); {

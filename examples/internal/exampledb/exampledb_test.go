@@ -90,6 +90,10 @@ func TestPlace(t *testing.T) {
 		}
 		admin.Close()
 	}
+	t.Setenv("DATABASE_URL", "host=x password='s3cret")
+	if _, err := exampledb.Open(ctx, "demo", false, nil); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a DATABASE_URL that does not parse: %v", err)
+	}
 	if _, err := exampledb.Open(ctx, "Bad-Name", false, nil); err == nil {
 		t.Fatal("an example name with capitals and a dash was accepted")
 	}
