@@ -407,13 +407,17 @@ func (d *PostgresDriver) GetTask(ctx context.Context, id int64) (Task, error) {
 	return t, nil
 }
 
-// ListTasks reads tasks matching f in ID order.
+// ListTasks reads tasks matching f in ID order, or newest first with f.NewestFirst.
 func (d *PostgresDriver) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := d.db.QueryContext(ctx, d.q.list, f.Name, f.Key, pq.Array(stateStrings(f.States)), f.AfterID, limit)
+	query, bound := d.q.list, f.AfterID
+	if f.NewestFirst {
+		query, bound = d.q.listNewest, f.BeforeID
+	}
+	rows, err := d.db.QueryContext(ctx, query, f.Name, f.Key, pq.Array(stateStrings(f.States)), bound, limit)
 	if err != nil {
 		return nil, fmt.Errorf("queue: list tasks: %w", err)
 	}

@@ -50,9 +50,9 @@ func (n sqlNames) render(name, text string) string {
 // postgresQueries is every statement the driver runs, rendered once for its
 // schema and table.
 type postgresQueries struct {
-	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished string
-	get, list, count, countByState, cancel, cancelKey, retry            string
-	cancelUnhandled, scheduleRun, cdcSynced                             string
+	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished  string
+	get, list, listNewest, count, countByState, cancel, cancelKey, retry string
+	cancelUnhandled, scheduleRun, cdcSynced                              string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -148,6 +148,15 @@ WHERE ($1 = '' OR task_name = $1)
 	AND (cardinality($3::text[]) = 0 OR state = ANY ($3::text[]))
 	AND id > $4
 ORDER BY id
+LIMIT $5`),
+
+		listNewest: n.render("listNewest", `
+SELECT `+taskColumns+` FROM {{.Table}}
+WHERE ($1 = '' OR task_name = $1)
+	AND ($2 = '' OR task_key = $2)
+	AND (cardinality($3::text[]) = 0 OR state = ANY ($3::text[]))
+	AND ($4 = 0 OR id < $4)
+ORDER BY id DESC
 LIMIT $5`),
 
 		count: n.render("count", `

@@ -287,6 +287,9 @@ func TestListTasksFiltersAndPages(t *testing.T) {
 		{queue.TaskFilter{Limit: 3}, ids[:3]},
 		{queue.TaskFilter{Limit: 3, AfterID: ids[2]}, ids[3:6]},
 		{queue.TaskFilter{AfterID: ids[5]}, ids[6:]},
+		{queue.TaskFilter{NewestFirst: true, Limit: 3}, []int64{ids[6], ids[5], ids[4]}},
+		{queue.TaskFilter{NewestFirst: true, Limit: 2, BeforeID: ids[4]}, []int64{ids[3], ids[2]}},
+		{queue.TaskFilter{NewestFirst: true, Key: "K", AfterID: ids[5]}, []int64{ids[6], ids[3], ids[0]}},
 	}
 	for _, c := range cases {
 		if got := list(c.f); fmt.Sprint(got) != fmt.Sprint(c.want) {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -37,18 +40,38 @@ func (t NewTask) validate() error {
 	return nil
 }
 
+// checkText reports why s cannot be stored as the named field: empty when
+// required, not UTF-8, longer than max characters, only whitespace, or
+// holding a control character (C0 such as tab, newline and NUL, DEL, or C1),
+// which would break every table, log line and terminal that shows it.
 func checkText(field, s string, max int, required bool) error {
 	switch {
 	case required && s == "":
 		return fmt.Errorf("%w: empty %s", ErrInvalidTask, field)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidTask, field)
-	case bytes.IndexByte([]byte(s), 0) >= 0:
-		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalidTask, field)
 	case utf8.RuneCountInString(s) > max:
 		return fmt.Errorf("%w: %s is %d characters, more than the %d allowed", ErrInvalidTask, field, utf8.RuneCountInString(s), max)
 	}
+	for i, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: %s %s contains the control character %s at byte %d", ErrInvalidTask, field, strconv.QuoteToASCII(s), controlName(r), i)
+		}
+	}
+	if s != "" && strings.TrimSpace(s) == "" {
+		return fmt.Errorf("%w: %s %q is only whitespace", ErrInvalidTask, field, s)
+	}
 	return nil
+}
+
+// controlName names a control character for an error message: "NUL
+// (U+0000)", "tab (U+0009)", "U+007F".
+func controlName(r rune) string {
+	names := map[rune]string{0: "NUL", '\t': "tab", '\n': "newline", '\r': "carriage return", 0x1b: "escape", 0x7f: "DEL"}
+	if n, ok := names[r]; ok {
+		return fmt.Sprintf("%s (U+%04X)", n, r)
+	}
+	return fmt.Sprintf("U+%04X", r)
 }
 
 // encodeData turns task data into a JSON object. nil becomes {}; a

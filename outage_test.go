@@ -298,4 +298,3 @@ func startWorkerProcess(t *testing.T, test string, env ...string) *mpWorker {
 	})
 	return w
 }
-

@@ -226,7 +226,7 @@ type Driver interface {
 	DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error)
 	// GetTask reads one task; ErrTaskNotFound if there is none.
 	GetTask(ctx context.Context, id int64) (Task, error)
-	// ListTasks reads tasks matching f, oldest first.
+	// ListTasks reads tasks matching f, oldest first (newest first with f.NewestFirst).
 	ListTasks(ctx context.Context, f TaskFilter) ([]Task, error)
 	// CountTasks counts tasks matching f.
 	CountTasks(ctx context.Context, f TaskFilter) (int, error)
@@ -303,4 +303,9 @@ type TaskFilter struct {
 	States  []TaskState
 	Limit   int   // ListTasks only; 0 means 1000
 	AfterID int64 // ListTasks only: start after this ID (paging)
+	// NewestFirst (ListTasks only) lists the newest tasks first; BeforeID
+	// then pages (only tasks with smaller IDs; 0 means from the newest) and
+	// AfterID is ignored.
+	NewestFirst bool
+	BeforeID    int64
 }

@@ -1,207 +1,166 @@
 // Command esync manages an esync queue from the shell.
 //
 //	esync migrate                          create or upgrade the queue tables
-//	esync enqueue NAME KEY [JSON]          add a task (--delay 10s, --created-by who)
-//	esync inspect [ID]                     list tasks (--name, --key, --state, --limit) or show one
+//	esync enqueue NAME KEY [DATA]          add a task; DATA is JSON, - (stdin) or @file.json
+//	esync inspect [ID...]                  list tasks newest first (--name, --key, --state, --limit) or show some
 //	esync counts [NAME]                    tasks per state
-//	esync cancel ID | esync cancel --key K cancel pending tasks
-//	esync retry ID                         run a FAILED or CANCELLED task again
+//	esync cancel ID... | --key K           cancel pending tasks
+//	esync retry ID...                      run FAILED or CANCELLED tasks again
+//	esync completion bash|zsh|fish|powershell
 //
 // The database comes from --dsn or DATABASE_URL; --schema and --table place
-// the queue (defaults public.message_queue).
+// the queue (default public.message_queue). `esync help CMD` or
+// `esync CMD --help` explains a command without touching any database.
+//
+// Exit status: 0 on success, 1 when the work failed (the database refused,
+// a task was not found), 2 when the command line or its input is wrong, 130
+// when interrupted.
+//
+// Each command lives in a file of its own that registers it with addCommand
+// in an init function; a new command is a new file.
 package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
-	"text/tabwriter"
-	"time"
+	"os/signal"
+	"sort"
 
-	"github.com/esync/queue"
+	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "esync:", err)
-		os.Exit(1)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-// errUsage marks a command line that does not parse.
-var errUsage = errors.New("usage: esync [--dsn DSN] [--schema S] [--table T] migrate|enqueue|inspect|counts|cancel|retry ...")
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
 
-func run(ctx context.Context, args []string, out io.Writer) error {
-	global := flag.NewFlagSet("esync", flag.ContinueOnError)
-	global.SetOutput(io.Discard)
-	dsn := global.String("dsn", os.Getenv("DATABASE_URL"), "connection string (default $DATABASE_URL)")
-	schema := global.String("schema", queue.DefaultSchema, "schema of the queue")
-	table := global.String("table", queue.DefaultTable, "queue table")
-	if err := global.Parse(args); err != nil || global.NArg() == 0 {
-		return errUsage
+// commands holds the constructors of esync's subcommands. Each command's
+// file adds its own with addCommand in an init function.
+var commands []func(*app) *cobra.Command
+
+// addCommand registers a subcommand's constructor.
+func addCommand(newCommand func(*app) *cobra.Command) { commands = append(commands, newCommand) }
+
+// execute runs one command line and returns the exit status.
+func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{}
+	defer a.close()
+	root := newRootCommand(a)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
-	if *dsn == "" {
-		return errors.New("no database: pass --dsn or set DATABASE_URL")
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "esync: interrupted")
+		return exitInterrupted
 	}
-	d, err := queue.OpenPostgres(*dsn, queue.WithSchema(*schema), queue.WithTable(*table))
-	if err != nil {
-		return err
+	fmt.Fprintf(stderr, "esync: %v\n", explain(err, a))
+	if isUsage(err) {
+		if cmd.Name() == "help" {
+			cmd = root
+		}
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
 	}
-	defer d.Close()
-	tm := queue.NewTaskManager(d)
-	cmd, rest := global.Arg(0), global.Args()[1:]
-	switch cmd {
-	case "migrate":
-		if err := d.Migrate(ctx); err != nil {
-			return err
-		}
-		v, err := d.MigrationVersion(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "%s.%s at migration %d\n", d.Schema(), d.Table(), v)
-		return nil
-	case "enqueue":
-		return enqueue(ctx, tm, rest, out)
-	case "inspect":
-		return inspect(ctx, tm, rest, out)
-	case "counts":
-		name := ""
-		if len(rest) > 0 {
-			name = rest[0]
-		}
-		counts, err := tm.CountByState(ctx, name)
-		if err != nil {
-			return err
-		}
-		for _, s := range []queue.TaskState{queue.TaskReady, queue.TaskInProgress, queue.TaskRetry, queue.TaskDone, queue.TaskFailed, queue.TaskCancelled, queue.TaskSuperseded} {
-			fmt.Fprintf(out, "%-12s %d\n", s, counts[s])
-		}
-		return nil
-	case "cancel":
-		fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		key := fs.String("key", "", "cancel every pending task of this key")
-		if err := fs.Parse(rest); err != nil {
-			return errUsage
-		}
-		if *key != "" {
-			n, err := tm.CancelKey(ctx, *key)
-			if err == nil {
-				fmt.Fprintf(out, "cancelled %d tasks of key %q\n", n, *key)
+	return exitFailure
+}
+
+// newRootCommand builds the esync command with every registered
+// subcommand.
+func newRootCommand(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "esync",
+		Short: "Manage an esync task queue in PostgreSQL",
+		Long: `esync manages an esync task queue in PostgreSQL: create its tables, add tasks,
+list and count them, cancel and retry them.
+
+The database comes from --dsn or $DATABASE_URL; --schema and --table place the
+queue (default public.message_queue). Help never touches a database.
+
+Exit status: 0 on success, 1 when the work failed, 2 when the command line or
+its input is wrong, 130 when interrupted.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
 			}
-			return err
-		}
-		id, err := taskID(fs.Args())
-		if err != nil {
-			return err
-		}
-		if err := tm.Cancel(ctx, id); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "cancelled task %d\n", id)
-		return nil
-	case "retry":
-		id, err := taskID(rest)
-		if err != nil {
-			return err
-		}
-		if err := tm.Retry(ctx, id); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "task %d is READY again\n", id)
-		return nil
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	return fmt.Errorf("unknown command %q; %w", cmd, errUsage)
+	a.addFlags(root)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usagef("%v\nflags of %s:\n%s", err, cmd.CommandPath(), cmd.Flags().FlagUsages())
+	})
+	for _, newCommand := range commands {
+		root.AddCommand(newCommand(a))
+	}
+	root.SetHelpCommand(newHelpCommand(root))
+	return root
 }
 
-func taskID(args []string) (int64, error) {
-	if len(args) != 1 {
-		return 0, errors.New("give one task ID")
-	}
-	id, err := strconv.ParseInt(args[0], 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("task ID %q is not a positive number", args[0])
-	}
-	return id, nil
-}
-
-func enqueue(ctx context.Context, tm *queue.TaskManager, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	delay := fs.Duration("delay", 0, "run no sooner than this from now")
-	by := fs.String("created-by", "esync-cli", "recorded as the task's creator")
-	if err := fs.Parse(args); err != nil || fs.NArg() < 2 || fs.NArg() > 3 {
-		return errors.New("usage: esync enqueue [--delay D] [--created-by WHO] NAME KEY [JSON]")
-	}
-	var data any
-	if fs.NArg() == 3 {
-		data = json.RawMessage(fs.Arg(2))
-	}
-	id, err := tm.Add(ctx, fs.Arg(0), fs.Arg(1), data, queue.WithDelay(*delay), queue.WithCreatedBy(*by))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "added task %d\n", id)
-	return nil
-}
-
-func inspect(ctx context.Context, tm *queue.TaskManager, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	name := fs.String("name", "", "only tasks of this name")
-	key := fs.String("key", "", "only tasks of this key")
-	state := fs.String("state", "", "only tasks in these states, comma separated (READY,RETRY,...)")
-	limit := fs.Int("limit", 50, "most tasks to list")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() == 1 {
-		id, err := taskID(fs.Args())
-		if err != nil {
-			return err
-		}
-		t, err := tm.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{
-			"id": t.ID, "name": t.Name, "key": t.Key, "state": t.State, "data": json.RawMessage(t.RawData),
-			"created": t.Created, "created_by": t.CreatedBy, "attempt": t.Attempt, "max_attempts": t.MaxAttempts,
-			"run_after": t.RunAfter, "message": t.Message, "superseded_by": t.SupersededBy,
-		})
-	}
-	f := queue.TaskFilter{Name: *name, Key: *key, Limit: *limit}
-	if *state != "" {
-		for _, s := range strings.Split(*state, ",") {
-			st := queue.TaskState(strings.ToUpper(strings.TrimSpace(s)))
-			if !st.Valid() {
-				return fmt.Errorf("unknown state %q", s)
+// newHelpCommand is `esync help [CMD...]`: help for a command, and a usage
+// error naming the valid commands for one that does not exist.
+func newHelpCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help prints the help of any command; it never touches a database.",
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
-			f.States = append(f.States, st)
+			return commandNames(root), cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if len(rest) > 0 {
+				return unknownCommand(target, rest[0])
+			}
+			return target.Help()
+		},
+	}
+}
+
+// unknownCommand is the usage error for a command that does not exist under
+// parent: the mistake, a suggestion when one is close, and every valid
+// command.
+func unknownCommand(parent *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, parent.CommandPath())
+	if s := parent.SuggestionsFor(name); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+	}
+	return usagef("%s; valid commands: %s", msg, joinNames(commandNames(parent)))
+}
+
+// commandNames lists the subcommands of cmd that a user can run, sorted.
+func commandNames(cmd *cobra.Command) []string {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() || c.Name() == "help" {
+			names = append(names, c.Name())
 		}
 	}
-	tasks, err := tm.List(ctx, f)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tKEY\tSTATE\tATTEMPT\tCREATED\tMESSAGE")
-	for _, t := range tasks {
-		msg := t.Message
-		if len(msg) > 60 {
-			msg = msg[:57] + "..."
-		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Name, t.Key, t.State, t.Attempt, t.MaxAttempts,
-			t.Created.Format(time.RFC3339), strings.ReplaceAll(msg, "\n", " "))
-	}
-	return w.Flush()
+	sort.Strings(names)
+	return names
 }

@@ -58,10 +58,21 @@ type CRMConfig struct {
 	// HangRate is the fraction (0 to 1) of requests that never get an
 	// answer: they hang until the client gives up or the server closes.
 	HangRate float64
+	// HangEvery leaves every HangEvery-th admitted request unanswered as
+	// well, so that a run of enough requests meets hangs whatever the
+	// draws. 0 means none.
+	HangEvery int
 	// RateLimit is how many requests the CRM admits within any one second;
 	// further requests are answered 429 with "Retry-After: 1". 0 means no
 	// limit.
 	RateLimit int
+	// BurstLimit is how many requests the CRM admits within any
+	// BurstWindow, as APIs that meter bursts besides a sustained rate do;
+	// further requests are answered 429 with "Retry-After: 1" as well. 0
+	// means no burst limit.
+	BurstLimit int
+	// BurstWindow is the window of BurstLimit; 0 means 20ms.
+	BurstWindow time.Duration
 	// Seed seeds the fault draws, so a seeded CRM faults the same requests
 	// in the same order every time.
 	Seed uint64
@@ -133,6 +144,7 @@ type CRMServer struct {
 	contacts map[string]Contact // by external id
 	nextID   int
 	admitted []time.Time // admission times within the last second, oldest first
+	drawn    int         // requests that reached drawFault
 	stats    CRMStats
 	byStatus map[int]int
 }
@@ -144,8 +156,17 @@ func StartCRM(cfg CRMConfig) (*CRMServer, error) {
 			return nil, fmt.Errorf("crm: %s %v is not between 0 and 1", name, rate)
 		}
 	}
+	if cfg.HangEvery < 0 {
+		return nil, fmt.Errorf("crm: HangEvery %d is negative", cfg.HangEvery)
+	}
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("crm: RateLimit %d is negative", cfg.RateLimit)
+	}
+	if cfg.BurstLimit < 0 || cfg.BurstWindow < 0 || cfg.BurstWindow > time.Second {
+		return nil, fmt.Errorf("crm: BurstLimit %d within %s: want a limit of 0 or more within at most a second", cfg.BurstLimit, cfg.BurstWindow)
+	}
+	if cfg.BurstWindow == 0 {
+		cfg.BurstWindow = 20 * time.Millisecond
 	}
 	cfg.FaultStatuses = slices.Clone(cfg.FaultStatuses)
 	if len(cfg.FaultStatuses) == 0 {
@@ -248,7 +269,7 @@ func (s *CRMServer) handler() http.Handler {
 		}
 		if !s.admit() {
 			cw.Header().Set("Retry-After", "1")
-			writeCRMError(cw, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %d requests per second; retry after 1 second", s.cfg.RateLimit))
+			writeCRMError(cw, http.StatusTooManyRequests, "rate_limited", s.limitMessage())
 			return
 		}
 		switch fault := s.drawFault(); {
@@ -266,11 +287,16 @@ func (s *CRMServer) handler() http.Handler {
 // faultHang is drawFault's answer for a request that is never answered.
 const faultHang = -1
 
-// drawFault decides, from the seeded generator, whether the request is
-// answered with a fault: a status, faultHang, or 0 for none.
+// drawFault decides, from HangEvery and the seeded generator, whether the
+// request is answered with a fault: a status, faultHang, or 0 for none.
 func (s *CRMServer) drawFault() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.drawn++
+	if s.cfg.HangEvery > 0 && s.drawn%s.cfg.HangEvery == 0 {
+		s.stats.Hung++
+		return faultHang
+	}
 	if s.cfg.HangRate > 0 && s.rng.Float64() < s.cfg.HangRate {
 		s.stats.Hung++
 		return faultHang
@@ -308,28 +334,45 @@ func (s *CRMServer) authorised(r *http.Request) bool {
 	return ok && strings.EqualFold(scheme, "Bearer") && token == s.token
 }
 
-// admit applies the rate limit: a request is admitted when fewer than
-// RateLimit requests were admitted within the second before it.
+// admit applies the rate limits: a request is admitted when fewer than
+// RateLimit requests were admitted within the second before it and fewer
+// than BurstLimit within the BurstWindow before it.
 func (s *CRMServer) admit() bool {
-	if s.cfg.RateLimit == 0 {
+	if s.cfg.RateLimit == 0 && s.cfg.BurstLimit == 0 {
 		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
 	keep := s.admitted[:0]
+	inBurst := 0
 	for _, t := range s.admitted {
 		if now.Sub(t) < time.Second {
 			keep = append(keep, t)
 		}
+		if now.Sub(t) < s.cfg.BurstWindow {
+			inBurst++
+		}
 	}
 	s.admitted = keep
-	if len(s.admitted) >= s.cfg.RateLimit {
+	if s.cfg.RateLimit > 0 && len(s.admitted) >= s.cfg.RateLimit || s.cfg.BurstLimit > 0 && inBurst >= s.cfg.BurstLimit {
 		s.stats.RateLimited++
 		return false
 	}
 	s.admitted = append(s.admitted, now)
 	return true
+}
+
+// limitMessage says what the rate limits are, for a 429's body.
+func (s *CRMServer) limitMessage() string {
+	var limits []string
+	if s.cfg.RateLimit > 0 {
+		limits = append(limits, fmt.Sprintf("%d requests per second", s.cfg.RateLimit))
+	}
+	if s.cfg.BurstLimit > 0 {
+		limits = append(limits, fmt.Sprintf("%d requests within %s", s.cfg.BurstLimit, s.cfg.BurstWindow))
+	}
+	return "more than " + strings.Join(limits, " or ") + "; retry after 1 second"
 }
 
 // arrived counts one request as it arrives.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -448,6 +449,35 @@ func TestCRMRateLimit(t *testing.T) {
 	}
 }
 
+// The burst limiter admits BurstLimit requests within any BurstWindow, on
+// top of the per-second limit, and refuses the rest 429.
+func TestCRMBurstLimit(t *testing.T) {
+	clock := newFakeClock()
+	s := startTestCRM(t, CRMConfig{BurstLimit: 2, BurstWindow: 10 * time.Millisecond, RateLimit: 5, Now: clock.Now})
+	wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusOK)
+	wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusOK)
+	r := send(t, s, testToken, "GET", "/v1/contacts", "")
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if e := r.errorBody(t); !strings.Contains(e.Message, "2 requests within 10ms") || r.header.Get("Retry-After") != "1" {
+		t.Errorf("429 %+v, Retry-After %q", e, r.header.Get("Retry-After"))
+	}
+	clock.Advance(10 * time.Millisecond) // the burst window has passed
+	for range 3 {
+		wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusOK)
+		clock.Advance(10 * time.Millisecond)
+	}
+	// Five within the second: the per-second limit refuses the sixth.
+	wantStatus(t, send(t, s, testToken, "GET", "/v1/contacts", ""), http.StatusTooManyRequests)
+	if st := s.Stats(); st.RateLimited != 2 || st.ByStatus[429] != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	for _, bad := range []CRMConfig{{BurstLimit: -1}, {BurstWindow: -time.Millisecond}, {BurstWindow: 2 * time.Second}} {
+		if _, err := StartCRM(bad); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
+	}
+}
+
 // A hung request gets no answer; Close releases it without answering.
 func TestCRMHangUntilClose(t *testing.T) {
 	s, err := StartCRM(CRMConfig{Token: testToken, HangRate: 1})
@@ -541,5 +571,60 @@ func TestCRMStatsString(t *testing.T) {
 	want := "4 requests (2×200, 1×429, 1×503); 2 created, 0 updated, 0 deleted; injected: 1 faults, 0 lost answers, 0 hung, 1 rate-limited"
 	if got != want {
 		t.Errorf("String()\n%s\nwant\n%s", got, want)
+	}
+}
+
+// HangEvery leaves exactly every n-th request unanswered, whatever the
+// seed, and counts each hang. A request is given up once the CRM has counted
+// it as hung, so nothing here depends on timing.
+func TestCRMHangEvery(t *testing.T) {
+	s := startTestCRM(t, CRMConfig{HangEvery: 3})
+	var answered, hung int
+	for i := 1; i <= 9; i++ {
+		before := s.Stats().Hung
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/v1/contacts", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		type outcome struct {
+			resp *http.Response
+			err  error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			done <- outcome{resp, err}
+		}()
+		var o outcome
+	wait:
+		for {
+			select {
+			case o = <-done:
+				break wait
+			default:
+			}
+			if s.Stats().Hung > before {
+				cancel()
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		if o.err != nil {
+			if i%3 != 0 {
+				t.Errorf("request %d got no answer: %v", i, o.err)
+			}
+			hung++
+			continue
+		}
+		o.resp.Body.Close()
+		if i%3 == 0 {
+			t.Errorf("request %d was answered %d, want no answer", i, o.resp.StatusCode)
+		}
+		answered++
+	}
+	if st := s.Stats(); hung != 3 || answered != 6 || st.Hung != 3 || st.Requests != 9 {
+		t.Fatalf("hung %d, answered %d; CRM counted %d hung of %d requests", hung, answered, st.Hung, st.Requests)
+	}
+	if _, err := StartCRM(CRMConfig{HangEvery: -1}); err == nil {
+		t.Fatal("a negative HangEvery was accepted")
 	}
 }

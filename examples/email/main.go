@@ -8,7 +8,10 @@
 //
 //	go run ./examples/email
 //
-// It uses DATABASE_URL, or starts a throwaway PostgreSQL when that is unset.
+// With DATABASE_URL set it works in a database of its own that it creates on
+// that server (or, when the role may not create databases, a schema of its
+// own in that database), dropped at the end unless --keep; without it, on a
+// throwaway PostgreSQL. It never reads or writes the user's tables.
 package main
 
 import (
@@ -21,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"os"
@@ -30,7 +32,7 @@ import (
 
 	"github.com/esync/queue"
 	"github.com/esync/queue/actions/email"
-	"github.com/esync/queue/queuetest"
+	"github.com/esync/queue/examples/internal/exampledb"
 )
 
 // config sets up one run of the example.
@@ -39,16 +41,17 @@ type config struct {
 	retryAfter time.Duration // the Retry-After of the one 429 answer (whole seconds)
 	timeout    time.Duration // give up when the queue is not done by then
 	out        io.Writer     // where the report goes; nil means os.Stdout
+	keep       bool          // keep the example's database (or schema) at the end
 }
 
 func main() {
 	cfg := config{}
 	flag.DurationVar(&cfg.retryAfter, "retry-after", time.Second, "Retry-After of the one 429 answer")
 	flag.DurationVar(&cfg.timeout, "timeout", time.Minute, "give up when the queue is not done by then")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the example's database (or schema) at the end")
 	flag.Parse()
-	if err := run(context.Background(), cfg); err != nil {
-		log.Fatal(err)
-	}
+	ctx := exampledb.SignalContext()
+	exampledb.Exit(ctx, run(ctx, cfg))
 }
 
 // throttled is the recipient whose first send is answered 429.
@@ -88,7 +91,7 @@ func messages() []outbox {
 	}
 }
 
-func run(ctx context.Context, cfg config) error {
+func run(ctx context.Context, cfg config) (err error) {
 	out := cfg.out
 	if out == nil {
 		out = os.Stdout
@@ -110,12 +113,16 @@ func run(ctx context.Context, cfg config) error {
 	defer sendgrid.Close()
 	sendgrid.ThrottleOnce(throttled, cfg.retryAfter)
 
-	// DATABASE_URL, or a throwaway PostgreSQL when it is unset.
-	driver, closeQueue, err := queuetest.OpenDriver(ctx)
+	// A database (or schema) of its own; see package exampledb.
+	place, err := exampledb.Open(ctx, "email", cfg.keep, nil)
 	if err != nil {
 		return err
 	}
-	defer closeQueue()
+	defer func() { err = errors.Join(err, place.Close()) }()
+	driver, err := place.OpenDriver(ctx)
+	if err != nil {
+		return err
+	}
 	tm := queue.NewTaskManager(driver)
 
 	// Queue the messages. Enqueue checks each one before adding its task.

@@ -8,16 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/esync/queue/queuetest"
+	"github.com/esync/queue/examples/internal/userdb"
 )
 
 // TestEmailExample runs the example end to end; run fails unless every
 // valid message was delivered once and unchanged, the throttled one was
 // tried twice, the invalid one was never queued and no task FAILED. The
 // report must show the 429, the refusal and the final states, and never the
-// API key.
+// API key. It runs against a user's database (with a pending email.send
+// task of its own), which it leaves untouched.
 func TestEmailExample(t *testing.T) {
-	t.Setenv("DATABASE_URL", queuetest.NewDSN(t))
+	user := userdb.New(t, false)
+	t.Setenv("DATABASE_URL", user.DSN)
+	defer user.RequireUntouched(t)
 	const key = "SG.example-test-key.0123456789"
 	var out bytes.Buffer
 	if err := run(context.Background(), config{apiKey: key, retryAfter: time.Second, timeout: time.Minute, out: &out}); err != nil {

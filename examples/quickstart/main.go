@@ -4,35 +4,44 @@
 //
 //	go run ./examples/quickstart
 //
-// It uses DATABASE_URL, or starts a throwaway PostgreSQL when that is unset.
+// With DATABASE_URL set it works in a database of its own that it creates on
+// that server (or, when the role may not create databases, a schema of its
+// own in that database), dropped at the end unless --keep; without it, on a
+// throwaway PostgreSQL. It never reads or writes the user's tables.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
-	"log"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/esync/queue"
-	"github.com/esync/queue/queuetest"
+	"github.com/esync/queue/examples/internal/exampledb"
 )
 
 func main() {
-	if err := run(context.Background()); err != nil {
-		log.Fatal(err)
-	}
+	keep := flag.Bool("keep", false, "keep the example's database (or schema) at the end")
+	flag.Parse()
+	ctx := exampledb.SignalContext()
+	exampledb.Exit(ctx, run(ctx, *keep))
 }
 
-func run(ctx context.Context) error {
-	// DATABASE_URL, or a throwaway PostgreSQL when it is unset.
-	driver, closeQueue, err := queuetest.OpenDriver(ctx)
+func run(ctx context.Context, keep bool) (err error) {
+	// A database (or schema) of its own; see package exampledb.
+	place, err := exampledb.Open(ctx, "quickstart", keep, nil)
 	if err != nil {
 		return err
 	}
-	defer closeQueue()
+	defer func() { err = errors.Join(err, place.Close()) }()
+	driver, err := place.OpenDriver(ctx)
+	if err != nil {
+		return err
+	}
 
 	tm := queue.NewTaskManager(driver)
 	// Ten customers, each updated; customer 7 updated twenty times in a row.

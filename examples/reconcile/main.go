@@ -5,12 +5,16 @@
 //
 //	go run ./examples/reconcile [-for 5s] [-cron "* * * * * *"]
 //
-// It uses DATABASE_URL, or starts a throwaway PostgreSQL when that is unset.
+// With DATABASE_URL set it works in a database of its own that it creates on
+// that server (or, when the role may not create databases, a schema of its
+// own in that database), dropped at the end unless --keep; without it, on a
+// throwaway PostgreSQL. It never reads or writes the user's tables.
 package main
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -18,7 +22,7 @@ import (
 	"time"
 
 	"github.com/esync/queue"
-	"github.com/esync/queue/queuetest"
+	"github.com/esync/queue/examples/internal/exampledb"
 )
 
 // reconcileTotals is the scheduled action: one statement that brings
@@ -68,23 +72,23 @@ INSERT INTO customer_total (customer_id) SELECT id FROM customer ON CONFLICT DO 
 func main() {
 	runFor := flag.Duration("for", 5*time.Second, "how long to run")
 	spec := flag.String("cron", "* * * * * *", "cron spec of the reconciliation (six fields: with seconds)")
+	keep := flag.Bool("keep", false, "keep the example's database (or schema) at the end")
 	flag.Parse()
-	if err := run(context.Background(), *runFor, *spec); err != nil {
-		log.Fatal(err)
-	}
+	ctx := exampledb.SignalContext()
+	exampledb.Exit(ctx, run(ctx, *runFor, *spec, *keep))
 }
 
-func run(ctx context.Context, runFor time.Duration, spec string) error {
-	dsn, stop, err := queuetest.DatabaseURL(ctx)
+func run(ctx context.Context, runFor time.Duration, spec string, keep bool) (err error) {
+	// A database (or schema) of its own; see package exampledb.
+	place, err := exampledb.Open(ctx, "reconcile", keep, nil)
 	if err != nil {
 		return err
 	}
-	defer stop()
-	db, err := sql.Open("postgres", dsn)
+	defer func() { err = errors.Join(err, place.Close()) }()
+	db, err := place.OpenDB()
 	if err != nil {
 		return err
 	}
-	defer db.Close()
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return err
 	}
@@ -92,12 +96,8 @@ func run(ctx context.Context, runFor time.Duration, spec string) error {
 	// Three managers, as three processes would run them.
 	var managers []*queue.SyncManager
 	for i := 1; i <= 3; i++ {
-		driver, err := queue.OpenPostgres(dsn)
+		driver, err := place.OpenDriver(ctx)
 		if err != nil {
-			return err
-		}
-		defer driver.Close()
-		if err := driver.Migrate(ctx); err != nil {
 			return err
 		}
 		sm := queue.NewSyncManager(driver)
@@ -109,6 +109,7 @@ func run(ctx context.Context, runFor time.Duration, spec string) error {
 		if err := sm.Start(ctx); err != nil {
 			return err
 		}
+		defer sm.Stop() // on an early return; a second Stop returns the first's result
 		managers = append(managers, sm)
 	}
 
