@@ -82,33 +82,56 @@ func waitStopped(ctx context.Context, done <-chan struct{}, what string) error {
 	}
 }
 
-// supervisor starts services in order and stops them in reverse.
+// supervisor starts services in order and stops them in reverse. The
+// services that start work (stream loops, the scheduler, the running
+// actions) can be given an earlier deadline than the rest, so that the
+// results of the work they stop can still be written.
 type supervisor struct {
-	services []service
-	started  int
+	services   []service
+	startsWork []bool
+	started    int
 }
 
 // add appends services, to be started after the ones added before.
-func (s *supervisor) add(services ...service) { s.services = append(s.services, services...) }
+func (s *supervisor) add(services ...service) {
+	for _, svc := range services {
+		s.services = append(s.services, svc)
+		s.startsWork = append(s.startsWork, false)
+	}
+}
+
+// addWork appends services that start work: stopAll stops them within its
+// workCtx.
+func (s *supervisor) addWork(services ...service) {
+	s.add(services...)
+	for i := len(s.startsWork) - len(services); i < len(s.startsWork); i++ {
+		s.startsWork[i] = true
+	}
+}
 
 // startAll starts every service in order. If one fails, the ones started
 // before it are stopped again and its error is returned.
 func (s *supervisor) startAll(ctx context.Context) error {
 	for _, svc := range s.services[s.started:] {
 		if err := svc.start(ctx); err != nil {
-			return multierror.Append(err, s.stopAll(ctx)).ErrorOrNil()
+			return multierror.Append(err, s.stopAll(ctx, ctx)).ErrorOrNil()
 		}
 		s.started++
 	}
 	return nil
 }
 
-// stopAll stops the started services in reverse order, each within ctx, and
-// returns every error.
-func (s *supervisor) stopAll(ctx context.Context) error {
+// stopAll stops the started services in reverse order, those that start
+// work within workCtx and the others within ctx, and returns every error.
+func (s *supervisor) stopAll(ctx, workCtx context.Context) error {
 	var errs *multierror.Error
 	for ; s.started > 0; s.started-- {
-		if err := s.services[s.started-1].stop(ctx); err != nil {
+		i := s.started - 1
+		stopCtx := ctx
+		if s.startsWork[i] {
+			stopCtx = workCtx
+		}
+		if err := s.services[i].stop(stopCtx); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}

@@ -31,8 +31,7 @@ type SyncManager struct {
 	schedulesOff bool
 
 	// Set by Start.
-	services  supervisor     // started in order, stopped in reverse
-	runners   supervisor     // what starts actions: stopped first, before the flush
+	services  supervisor     // every background service: started in order, stopped in reverse
 	actions   sync.WaitGroup // actions in flight
 	completer *completer
 	leases    *leaseKeeper
@@ -225,20 +224,14 @@ func (m *SyncManager) startServices(ctx context.Context) error {
 		newNotifier(m))
 	// Stopped in reverse: claiming ends, then scheduling, then the
 	// running actions are waited for.
-	m.runners.add(runningActions{m})
+	m.services.addWork(runningActions{m})
 	if m.sched != nil {
-		m.runners.add(m.sched)
+		m.services.addWork(m.sched)
 	}
 	for _, s := range m.streams {
-		m.runners.add(s)
+		m.services.addWork(s)
 	}
-	if err := m.services.startAll(ctx); err != nil {
-		return err
-	}
-	if err := m.runners.startAll(ctx); err != nil {
-		return multierror.Append(err, m.services.stopAll(ctx)).ErrorOrNil()
-	}
-	return nil
+	return m.services.startAll(ctx)
 }
 
 // Run starts the manager and blocks until Stop is called (the original
@@ -297,11 +290,9 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 	// Claiming and scheduling stop first; running actions get until a
 	// little before the deadline, so that their results can be written in
 	// what is left.
-	runsCtx, cancel := context.WithDeadline(ctx, flushReserveDeadline(ctx))
+	workCtx, cancel := context.WithDeadline(ctx, flushReserveDeadline(ctx))
 	defer cancel()
-	errs := multierror.Append(nil, m.runners.stopAll(runsCtx))
-	errs = multierror.Append(errs, m.services.stopAll(ctx))
-	return errs.ErrorOrNil()
+	return m.services.stopAll(ctx, workCtx)
 }
 
 // flushReserveDeadline is when a shutdown bounded by ctx stops waiting for
