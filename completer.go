@@ -174,7 +174,7 @@ func (c *completer) write(ctx context.Context, batch []result) (time.Duration, b
 	}
 	for _, p := range batch {
 		if gone[p.c.Lease.TaskID] {
-			c.m.report(fmt.Errorf("task %d (%s %s): result %s discarded: %w", p.r.ct.ID, p.r.ct.Name, p.r.ct.Key, p.c.State, ErrLeaseLost))
+			c.m.report(p.r.taskError(fmt.Errorf("result %s discarded: %w", p.c.State, ErrLeaseLost)))
 		}
 		c.m.leases.drop(p.r)
 	}

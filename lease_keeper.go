@@ -110,7 +110,7 @@ func (k *leaseKeeper) cancelExpiring() {
 	k.mu.Unlock()
 	for _, r := range expiring {
 		if r.ctx.end(errLeaseNotExtended) == errLeaseNotExtended {
-			r.m.report(fmt.Errorf("task %d (%s %s): %w; its action is cancelled", r.ct.ID, r.ct.Name, r.ct.Key, errLeaseNotExtended))
+			r.m.report(r.taskError(fmt.Errorf("%w; its action is cancelled", errLeaseNotExtended)))
 		}
 	}
 }

@@ -415,21 +415,6 @@ func (m *SyncManager) idle() bool {
 	return idle
 }
 
-// report hands an error to the error handler, or logs it.
-func (m *SyncManager) report(err error) {
-	if err == nil {
-		return
-	}
-	m.mu.Lock()
-	h := m.onError
-	m.mu.Unlock()
-	if h != nil {
-		h(err)
-		return
-	}
-	m.cfg.logger.Error("esync", "err", err)
-}
-
 // processName identifies this process in the schedule table.
 func processName() string {
 	host, _ := os.Hostname()

@@ -28,7 +28,8 @@ type taskRun struct {
 	h  *taskHandler
 	ct *ClaimedTask
 
-	deadline time.Time // set when the action starts
+	started  time.Time // when the action started
+	deadline time.Time // its timeout, from started
 	ctx      runContext
 	notes    runNotes
 
@@ -74,10 +75,11 @@ func (r *taskRun) finish(o outcome, returned time.Time) {
 	if errors.Is(cause, errShutdown) && c.State == TaskRetry {
 		c = Completion{Lease: r.ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished: " + c.Message}
 	}
+	r.logFinished(c, returned.Sub(r.started))
 	r.s.running.Add(-1)
 	r.s.freeSlot()
 	if r.lost.Load() {
-		r.m.report(fmt.Errorf("task %d (%s %s): result %s discarded: %w", r.ct.ID, r.ct.Name, r.ct.Key, c.State, ErrLeaseLost))
+		r.m.report(r.taskError(fmt.Errorf("result %s discarded: %w", c.State, ErrLeaseLost)))
 		r.m.leases.drop(r)
 	} else {
 		r.m.completer.add(r, c)
@@ -94,7 +96,7 @@ func (r *taskRun) loseLease() {
 	r.lost.Store(true)
 	r.ctx.end(ErrLeaseLost)
 	if !r.returned.Load() {
-		r.m.report(fmt.Errorf("task %d (%s %s): %w; its action here is cancelled and another worker may run it", r.ct.ID, r.ct.Name, r.ct.Key, ErrLeaseLost))
+		r.m.report(r.taskError(fmt.Errorf("%w; its action here is cancelled and another worker may run it", ErrLeaseLost)))
 	}
 }
 

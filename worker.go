@@ -38,8 +38,8 @@ func (m *SyncManager) work(r *taskRun) {
 // cancelled; if it goes on long after, that is reported. Either way the run
 // holds its slot, key and lease until the action returns.
 func (r *taskRun) execute() {
-	start := time.Now()
-	r.deadline = start.Add(r.h.timeout)
+	r.started = time.Now()
+	r.deadline = r.started.Add(r.h.timeout)
 	timer := time.AfterFunc(r.h.timeout, r.timedOut)
 	task := r.ct.Task
 	task.run = r
@@ -55,8 +55,8 @@ func (r *taskRun) timedOut() {
 	grace := max(r.h.timeout, time.Second)
 	time.AfterFunc(grace, func() {
 		if !r.returned.Load() {
-			r.m.report(fmt.Errorf("task %d (%s %s): still running %s past its %s timeout; it keeps its stream slot, key and lease until it returns",
-				r.ct.ID, r.ct.Name, r.ct.Key, grace, r.h.timeout))
+			r.m.report(r.taskError(fmt.Errorf("still running %s past its %s timeout; it keeps its stream slot, key and lease until it returns",
+				grace, r.h.timeout)))
 		}
 	})
 }
