@@ -38,14 +38,39 @@ type UnhandledCanceller interface {
 	CancelUnhandled(ctx context.Context, known []string, limit int) (int, error)
 }
 
-// Listener wakes idle streams when tasks are added. It is optional: without
-// it streams poll.
+// Listener wakes idle streams when tasks are added, and brings the
+// operator's controls (a cancelled running task, a resumed stream) to every
+// process at once. It is optional: without it streams poll, and controls
+// arrive with the next lease extension or poll.
 type Listener interface {
-	// Listen calls onName with the name of every task added and
-	// onReconnect each time the listening connection is established,
-	// the first time included (announcements before it were not seen). It
-	// returns at once, without waiting for the database; stop ends it.
-	Listen(ctx context.Context, onName func(name string), onReconnect func(), onError func(error)) (stop func(), err error)
+	// Listen calls h's functions as announcements arrive. It returns at
+	// once, without waiting for the database; stop ends it.
+	Listen(ctx context.Context, h ListenHandlers) (stop func(), err error)
+}
+
+// ListenHandlers receive what a Listener hears.
+type ListenHandlers struct {
+	Task      func(name string) // a task of this name was added
+	Control   func(msg string)  // "cancel ID", "pause STREAM" or "resume STREAM"
+	Reconnect func()            // the connection was (re)established, the first time included: announcements may have been missed
+	Error     func(error)       // the connection failed
+}
+
+// LeaseWatcher extends leases and reports, in the same statement, the held
+// tasks whose cancellation an operator requested. Optional: without it a
+// running task is cancelled by NOTIFY only.
+type LeaseWatcher interface {
+	ExtendLeasesWatch(ctx context.Context, leases []Lease, d time.Duration) (lost, cancel []int64, err error)
+}
+
+// StreamPauser pauses and resumes streams cluster-wide (PostgresDriver's
+// PauseStream, ResumeStream, PausedStreams, StreamPaused). Optional: without
+// it streams cannot be paused.
+type StreamPauser interface {
+	PauseStream(ctx context.Context, stream, by string) error
+	ResumeStream(ctx context.Context, stream string) (bool, error)
+	PausedStreams(ctx context.Context) ([]PausedStream, error)
+	StreamPaused(ctx context.Context, stream string) (bool, error)
 }
 
 // checkCapabilities reports the first capability the manager's setup needs

@@ -65,10 +65,12 @@ type PostgresDriver struct {
 	schema    string
 	table     string
 	channel   string
-	notify    bool
-	names     sqlNames
-	q         postgresQueries
-	stmts     *preparedStatements
+	// controlChannel carries pause, resume and cancel announcements.
+	controlChannel string
+	notify         bool
+	names          sqlNames
+	q              postgresQueries
+	stmts          *preparedStatements
 }
 
 // OpenPostgres connects to the database at dsn (a URL or key=value string
@@ -155,15 +157,16 @@ func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, erro
 	}
 	names := newSQLNames(cfg.schema, cfg.table)
 	return &PostgresDriver{
-		db:        db,
-		schema:    cfg.schema,
-		table:     cfg.table,
-		channel:   notifyChannel(cfg.schema, cfg.table),
-		notify:    cfg.notify,
-		listenDSN: cfg.listenDSN,
-		names:     names,
-		q:         renderQueries(names),
-		stmts:     &preparedStatements{db: db, on: cfg.prepare},
+		db:             db,
+		schema:         cfg.schema,
+		table:          cfg.table,
+		channel:        notifyChannel(cfg.schema, cfg.table),
+		controlChannel: notifyChannel(cfg.schema, cfg.table+"!control"),
+		notify:         cfg.notify,
+		listenDSN:      cfg.listenDSN,
+		names:          names,
+		q:              renderQueries(names),
+		stmts:          &preparedStatements{db: db, on: cfg.prepare},
 	}, nil
 }
 
@@ -250,7 +253,7 @@ func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTas
 	if p.Lease <= 0 {
 		return nil, errors.New("queue: claim needs a positive lease")
 	}
-	rows, err := d.stmts.query(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds())
+	rows, err := d.stmts.query(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds(), p.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("queue: claim: %w", err)
 	}
@@ -310,6 +313,40 @@ func (d *PostgresDriver) ExtendLeases(ctx context.Context, leases []Lease, dur t
 		return nil, fmt.Errorf("queue: extend leases: %w", err)
 	}
 	return readIDs(rows)
+}
+
+// ExtendLeasesWatch is ExtendLeases that also reports, in cancel, the
+// held tasks whose cancellation was requested (see CancelTask), in one
+// statement.
+func (d *PostgresDriver) ExtendLeasesWatch(ctx context.Context, leases []Lease, dur time.Duration) (lost, cancel []int64, err error) {
+	if len(leases) == 0 {
+		return nil, nil, nil
+	}
+	ids, tokens := make([]int64, len(leases)), make([]string, len(leases))
+	for i, l := range leases {
+		ids[i], tokens[i] = l.TaskID, l.Token
+	}
+	rows, err := d.stmts.query(ctx, d.q.extendWatch, pq.Array(ids), pq.Array(tokens), dur.Seconds())
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: extend leases: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var cancelled bool
+		if err := rows.Scan(&id, &cancelled); err != nil {
+			return nil, nil, fmt.Errorf("queue: extend leases: %w", err)
+		}
+		if cancelled {
+			cancel = append(cancel, id)
+		} else {
+			lost = append(lost, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("queue: extend leases: %w", err)
+	}
+	return lost, cancel, nil
 }
 
 // readIDs reads the IDs a statement returned: the ones it could not write.
@@ -462,11 +499,17 @@ func (d *PostgresDriver) CountByState(ctx context.Context, name string) (map[Tas
 	return out, rows.Err()
 }
 
-// CancelTask cancels one pending (READY or RETRY) task.
+// CancelTask cancels one pending (READY or RETRY) task at once. For a task
+// IN PROGRESS it requests the cancellation: the process running it cancels
+// the action's context (told at once by NOTIFY, or by its next lease
+// extension), and the task ends CANCELLED unless the action succeeds.
 func (d *PostgresDriver) CancelTask(ctx context.Context, id int64, message string) error {
-	n, err := d.execCount(ctx, "cancel task", d.q.cancel, id, message)
-	if err != nil || n == 1 {
-		return err
+	var pending, running int
+	if err := d.db.QueryRowContext(ctx, d.q.cancel, id, message, d.controlChannel).Scan(&pending, &running); err != nil {
+		return fmt.Errorf("queue: cancel task %d: %w", id, err)
+	}
+	if pending+running == 1 {
+		return nil
 	}
 	t, err := d.GetTask(ctx, id)
 	if err != nil {

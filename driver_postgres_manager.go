@@ -86,12 +86,13 @@ func (l *ExclusiveLock) Release(ctx context.Context) error {
 	return err
 }
 
-// Listen calls onName with the task name of every task added (once per
-// statement and name) and onReconnect each time the listening connection is
-// established, the first time included (notifications may have been missed
-// before). It returns at once: the connection is made, and remade after a
-// loss, in the background. The returned function stops listening.
-func (d *PostgresDriver) Listen(ctx context.Context, onName func(name string), onReconnect func(), onError func(error)) (stop func(), err error) {
+// Listen calls h.Task with the task name of every task added (once per
+// statement and name), h.Control with every control announcement, and
+// h.Reconnect each time the listening connection is established, the first
+// time included (notifications may have been missed before). It returns at
+// once: the connection is made, and remade after a loss, in the
+// background. The returned function stops listening.
+func (d *PostgresDriver) Listen(ctx context.Context, h ListenHandlers) (stop func(), err error) {
 	dsn := d.dsn
 	if d.listenDSN != "" {
 		dsn = d.listenDSN
@@ -99,25 +100,32 @@ func (d *PostgresDriver) Listen(ctx context.Context, onName func(name string), o
 	if dsn == "" || !d.notify {
 		return nil, ErrListenUnsupported
 	}
+	onError := func(err error) {
+		if h.Error != nil {
+			h.Error(fmt.Errorf("queue: listen: %s", redactSecrets(err.Error(), dsn)))
+		}
+	}
 	l := pq.NewListener(dsn, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
-		if err != nil && onError != nil {
-			onError(fmt.Errorf("queue: listen: %s", redactSecrets(err.Error(), dsn)))
+		if err != nil {
+			onError(err)
 		}
 	})
 	done := make(chan struct{})
 	go func() {
 		// Listen waits until the connection is up; Close ends the wait.
-		if err := l.Listen(d.channel); err != nil {
-			select {
-			case <-done:
-			default:
-				if onError != nil {
-					onError(fmt.Errorf("queue: listen: %s", redactSecrets(err.Error(), dsn)))
+		for _, ch := range []string{d.channel, d.controlChannel} {
+			if err := l.Listen(ch); err != nil {
+				select {
+				case <-done:
+				default:
+					onError(err)
 				}
+				return
 			}
-			return
 		}
-		onReconnect()
+		if h.Reconnect != nil {
+			h.Reconnect()
+		}
 		for {
 			select {
 			case <-done:
@@ -127,9 +135,15 @@ func (d *PostgresDriver) Listen(ctx context.Context, onName func(name string), o
 				case !ok:
 					return
 				case n == nil: // reconnected: nil marks a possible gap
-					onReconnect()
-				default:
-					onName(n.Extra)
+					if h.Reconnect != nil {
+						h.Reconnect()
+					}
+				case n.Channel == d.controlChannel:
+					if h.Control != nil {
+						h.Control(n.Extra)
+					}
+				case h.Task != nil:
+					h.Task(n.Extra)
 				}
 			case <-time.After(90 * time.Second):
 				go l.Ping()

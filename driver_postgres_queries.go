@@ -53,6 +53,7 @@ type postgresQueries struct {
 	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished  string
 	get, list, listNewest, count, countByState, cancel, cancelKey, retry string
 	cancelUnhandled, scheduleRun, cdcSynced                              string
+	extendWatch, pauseStream, resumeStream, pausedStreams                string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -71,7 +72,11 @@ SELECT array_agg(id ORDER BY id),
 	(SELECT count(pg_notify($7, d.task_name)) FROM (SELECT DISTINCT task_name FROM ins) d WHERE $7 <> '')
 FROM ins`),
 
-		claim: n.render("claim", `SELECT `+taskColumns+` FROM {{.QObj "claim"}}($1, $2, make_interval(secs => $3))`),
+		// A claim for a paused stream ($4) takes nothing: LIMIT 0 ends the
+		// claim's walk before it reads a row.
+		claim: n.render("claim", `SELECT `+taskColumns+` FROM {{.QObj "claim"}}($1,
+	CASE WHEN $4 <> '' AND EXISTS (SELECT 1 FROM {{.QObj "paused_streams"}} WHERE stream = $4) THEN 0 ELSE $2 END,
+	make_interval(secs => $3))`),
 
 		// A RETRY of a task that has used its attempts becomes FAILED. READY
 		// releases a task that never ran to an end (shutdown): the attempt
@@ -81,12 +86,18 @@ FROM ins`),
 		finish: n.render("finish", `
 WITH written AS (
 UPDATE {{.Table}} t
-SET state = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED' ELSE f.state END,
-	last_attempt_message = CASE WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
+SET state = CASE
+		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'CANCELLED'
+		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED'
+		ELSE f.state END,
+	last_attempt_message = CASE
+		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'cancelled by request: ' || f.message
+		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
 		THEN f.message || ' (gave up after ' || t.attempts || ' attempts)' ELSE f.message END,
 	do_after = CASE WHEN f.state IN ('RETRY', 'READY') THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
-	attempts = CASE WHEN f.state = 'READY' THEN greatest(t.attempts - 1, 0) ELSE t.attempts END,
-	finished_at = CASE WHEN f.state = 'READY' OR (f.state = 'RETRY' AND t.attempts < t.max_attempts) THEN NULL ELSE now() END,
+	attempts = CASE WHEN f.state = 'READY' AND t.cancel_requested_at IS NULL THEN greatest(t.attempts - 1, 0) ELSE t.attempts END,
+	finished_at = CASE WHEN t.cancel_requested_at IS NULL AND (f.state = 'READY' OR (f.state = 'RETRY' AND t.attempts < t.max_attempts)) THEN NULL ELSE now() END,
+	cancel_requested_at = NULL,
 	lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) AS f(id, token, state, message, delay)
 WHERE t.id = f.id AND t.lease_token = f.token AND t.state = 'IN PROGRESS'
@@ -110,6 +121,35 @@ SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`)
 		// transaction. None while the server has been up for less than
 		// $2 seconds: leases that expired while it was down were not their
 		// holders' fault, and the holders get a lease to renew them.
+		// extend, also reporting the held tasks whose cancellation was
+		// requested: (id, false) for a lease no longer held, (id, true)
+		// for one extended whose task is to be cancelled.
+		extendWatch: n.render("extendWatch", `
+WITH written AS (
+UPDATE {{.Table}} t
+SET lease_expires_at = now() + make_interval(secs => $3)
+FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
+WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
+RETURNING t.id, t.cancel_requested_at IS NOT NULL AS cancel)
+SELECT l.id, false FROM unnest($1::bigint[]) AS l(id) WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
+UNION ALL
+SELECT id, true FROM written WHERE cancel`),
+
+		pauseStream: n.render("pauseStream", `
+WITH p AS (
+	INSERT INTO {{.QObj "paused_streams"}} (stream, paused_by) VALUES ($1, $2)
+	ON CONFLICT (stream) DO NOTHING
+	RETURNING stream
+)
+SELECT count(pg_notify($3, 'pause ' || stream)) FROM p`),
+
+		resumeStream: n.render("resumeStream", `
+WITH r AS (DELETE FROM {{.QObj "paused_streams"}} WHERE stream = $1 RETURNING stream)
+SELECT count(pg_notify($2, 'resume ' || stream)) FROM r`),
+
+		pausedStreams: n.render("pausedStreams", `
+SELECT stream, date_part('epoch', paused_at), paused_by FROM {{.QObj "paused_streams"}} ORDER BY stream`),
+
 		rescueSelect: n.render("rescueSelect", `
 SELECT id, task_name, attempts FROM {{.Table}}
 WHERE state = 'IN PROGRESS' AND lease_expires_at < now()
@@ -122,9 +162,12 @@ FOR UPDATE SKIP LOCKED`),
 		// backoff, or FAILED when they have used up their attempts.
 		rescue: n.render("rescue", `
 UPDATE {{.Table}} t
-SET state = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END,
-	finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
-	last_attempt_message = 'lease expired: the worker stopped or could not reach the database',
+SET state = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'CANCELLED'
+		WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END,
+	finished_at = CASE WHEN t.cancel_requested_at IS NOT NULL OR t.attempts >= t.max_attempts THEN now() END,
+	last_attempt_message = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled by request; ' ELSE '' END
+		|| 'lease expired: the worker stopped or could not reach the database',
+	cancel_requested_at = NULL,
 	do_after = now() + make_interval(secs => r.delay),
 	lease_token = NULL,
 	lease_expires_at = NULL
@@ -168,10 +211,22 @@ WHERE ($1 = '' OR task_name = $1)
 		countByState: n.render("countByState", `
 SELECT state, count(*) FROM {{.Table}} WHERE ($1 = '' OR task_name = $1) GROUP BY state`),
 
+		// A pending task is cancelled at once; for a running one the
+		// cancellation is requested and announced ($3: the control
+		// channel) to whichever process runs it.
 		cancel: n.render("cancel", `
-UPDATE {{.Table}}
-SET state = 'CANCELLED', finished_at = now(), last_attempt_message = $2
-WHERE id = $1 AND state IN ('READY', 'RETRY')`),
+WITH pending AS (
+	UPDATE {{.Table}}
+	SET state = 'CANCELLED', finished_at = now(), last_attempt_message = $2
+	WHERE id = $1 AND state IN ('READY', 'RETRY')
+	RETURNING id
+), running AS (
+	UPDATE {{.Table}}
+	SET cancel_requested_at = now()
+	WHERE id = $1 AND state = 'IN PROGRESS'
+	RETURNING id
+)
+SELECT (SELECT count(*) FROM pending), (SELECT count(pg_notify($3, 'cancel ' || id)) FROM running)`),
 
 		cancelKey: n.render("cancelKey", `
 UPDATE {{.Table}}

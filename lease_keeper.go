@@ -133,7 +133,13 @@ func (k *leaseKeeper) extend(ctx context.Context) {
 	}
 	sent := time.Now()
 	callCtx, cancel := context.WithTimeout(ctx, k.m.cfg.lease/3)
-	lost, err := k.m.driver.ExtendLeases(callCtx, leases, k.m.cfg.lease)
+	var lost, cancelled []int64
+	var err error
+	if w, ok := k.m.driver.(LeaseWatcher); ok {
+		lost, cancelled, err = w.ExtendLeasesWatch(callCtx, leases, k.m.cfg.lease)
+	} else {
+		lost, err = k.m.driver.ExtendLeases(callCtx, leases, k.m.cfg.lease)
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil { // not cut short by the stop
@@ -159,5 +165,19 @@ func (k *leaseKeeper) extend(ctx context.Context) {
 	k.mu.Unlock()
 	for _, r := range ended {
 		r.loseLease()
+	}
+	for _, id := range cancelled {
+		k.cancelRequested(id)
+	}
+}
+
+// cancelRequested cancels the run of task id, if this process runs it: an
+// operator asked to cancel the task.
+func (k *leaseKeeper) cancelRequested(id int64) {
+	k.mu.Lock()
+	r := k.held[id]
+	k.mu.Unlock()
+	if r != nil && !r.returned.Load() {
+		r.ctx.end(ErrCancelRequested)
 	}
 }

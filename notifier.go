@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,17 +33,19 @@ func (n *notifier) start(ctx context.Context) error {
 	for name, h := range m.handlers {
 		byName[name] = m.streams[h.stream]
 	}
-	stop, err := l.Listen(ctx,
-		func(name string) {
+	stop, err := l.Listen(ctx, ListenHandlers{
+		Task: func(name string) {
 			if s := byName[name]; s != nil {
 				s.nudge()
 			}
 		},
-		func() {
+		Control: n.control,
+		Reconnect: func() {
 			n.faults.ok()
 			m.nudgeAll()
 		},
-		func(err error) { n.faults.fail(err) })
+		Error: func(err error) { n.faults.fail(err) },
+	})
 	if errors.Is(err, ErrListenUnsupported) {
 		m.cfg.logger.Info("esync: no LISTEN connection; streams poll", "interval", m.cfg.pollInterval)
 		return nil
@@ -58,4 +62,20 @@ func (n *notifier) stop(context.Context) error {
 		n.stopFn()
 	}
 	return nil
+}
+
+// control acts on an operator's announcement: a cancelled task that runs
+// here is cancelled, a resumed stream is woken.
+func (n *notifier) control(msg string) {
+	verb, arg, _ := strings.Cut(msg, " ")
+	switch verb {
+	case "cancel":
+		if id, err := strconv.ParseInt(arg, 10, 64); err == nil {
+			n.m.leases.cancelRequested(id)
+		}
+	case "resume":
+		if s := n.m.streams[arg]; s != nil {
+			s.nudge()
+		}
+	}
 }

@@ -194,7 +194,10 @@ var (
 	// ErrNotRetryable is returned when a task cannot be retried: it is not
 	// FAILED or CANCELLED, or a newer task for its key has already started.
 	ErrNotRetryable = errors.New("queue: task cannot be retried")
-	// ErrNotCancellable is returned when a task is no longer pending.
+	// ErrCancelRequested is the cause of a running task's context when an
+	// operator cancelled the task (CancelTask while it runs).
+	ErrCancelRequested = errors.New("queue: task cancelled by request")
+	// ErrNotCancellable is returned when a task has already finished.
 	ErrNotCancellable = errors.New("queue: task cannot be cancelled")
 )
 
@@ -232,7 +235,8 @@ type Driver interface {
 	CountTasks(ctx context.Context, f TaskFilter) (int, error)
 	// CountByState counts the tasks with name (any name if empty) per state.
 	CountByState(ctx context.Context, name string) (map[TaskState]int, error)
-	// CancelTask cancels one pending task.
+	// CancelTask cancels one pending task, or requests the cancellation of
+	// a running one.
 	CancelTask(ctx context.Context, id int64, message string) error
 	// CancelKey cancels every pending task of a key and reports how many.
 	CancelKey(ctx context.Context, key, message string) (int, error)
@@ -255,9 +259,10 @@ type NewTask struct {
 
 // ClaimParams says which tasks a claim may take.
 type ClaimParams struct {
-	Names []string      // task names the caller can run
-	Limit int           // most tasks to claim
-	Lease time.Duration // how long the claim holds before it can be rescued
+	Stream string        // the stream claiming: nothing is claimed while it is paused ("" for none)
+	Names  []string      // task names the caller can run
+	Limit  int           // most tasks to claim
+	Lease  time.Duration // how long the claim holds before it can be rescued
 }
 
 // Lease is one claim on a task. Only its holder can finish or extend it.

@@ -172,8 +172,16 @@ func (sc *scheduler) run(j *scheduledJob, s *stream, me string) {
 		return // another process holds this stream
 	}
 	ctx, cancel := context.WithTimeout(sc.ctx, 10*time.Second)
+	defer cancel()
+	if p, ok := m.driver.(StreamPauser); ok {
+		if paused, err := p.StreamPaused(ctx, s.name); err != nil || paused {
+			if err != nil {
+				m.report(fmt.Errorf("scheduled %s: %w", j.name, err))
+			}
+			return
+		}
+	}
 	first, err := m.driver.(RunRecorder).StartScheduledRun(ctx, j.name, me, j.window)
-	cancel()
 	if err != nil {
 		m.report(fmt.Errorf("scheduled %s: %w", j.name, err))
 		return

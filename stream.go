@@ -177,7 +177,7 @@ func (s *stream) claimLoop(ctx context.Context) {
 		sent := time.Now()
 		if granted > 0 {
 			callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
-			tasks, err = m.driver.Claim(callCtx, ClaimParams{Names: s.names, Limit: granted, Lease: m.cfg.lease})
+			tasks, err = m.driver.Claim(callCtx, ClaimParams{Stream: s.name, Names: s.names, Limit: granted, Lease: m.cfg.lease})
 			cancel()
 			m.returnBudget(granted - len(tasks))
 		}

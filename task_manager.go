@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -150,10 +151,47 @@ func (m *TaskManager) CountByState(ctx context.Context, name string) (map[TaskSt
 	return m.driver.CountByState(ctx, name)
 }
 
-// Cancel cancels a pending task. A task already running or finished is not
+// Cancel cancels a task. A pending task is CANCELLED at once. For a running
+// one the cancellation is requested: the process running it, wherever it
+// is, cancels the action's context (cause ErrCancelRequested) and the task
+// ends CANCELLED unless the action succeeds anyway. A finished task is not
 // changed and ErrNotCancellable is returned.
 func (m *TaskManager) Cancel(ctx context.Context, id int64) error {
 	return m.driver.CancelTask(ctx, id, "cancelled by request")
+}
+
+// ErrNoPause is returned by the stream controls when the driver cannot
+// pause streams.
+var ErrNoPause = errors.New("queue: this driver cannot pause streams")
+
+// PauseStream pauses stream on every process sharing the queue until
+// ResumeStream: running tasks finish, nothing new of the stream starts
+// (tasks claimed just before the pause still run), and the pause survives
+// restarts. by says who paused it.
+func (m *TaskManager) PauseStream(ctx context.Context, stream, by string) error {
+	p, ok := m.driver.(StreamPauser)
+	if !ok {
+		return ErrNoPause
+	}
+	return p.PauseStream(ctx, stream, by)
+}
+
+// ResumeStream resumes a paused stream and reports whether it was paused.
+func (m *TaskManager) ResumeStream(ctx context.Context, stream string) (bool, error) {
+	p, ok := m.driver.(StreamPauser)
+	if !ok {
+		return false, ErrNoPause
+	}
+	return p.ResumeStream(ctx, stream)
+}
+
+// PausedStreams lists the paused streams.
+func (m *TaskManager) PausedStreams(ctx context.Context) ([]PausedStream, error) {
+	p, ok := m.driver.(StreamPauser)
+	if !ok {
+		return nil, ErrNoPause
+	}
+	return p.PausedStreams(ctx)
 }
 
 // CancelKey cancels every pending task for key and reports how many.

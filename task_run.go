@@ -72,7 +72,10 @@ func (r *taskRun) finish(o outcome, returned time.Time) {
 	if over := returned.Sub(r.deadline); over > 0 {
 		c.Message += fmt.Sprintf(" (returned %s after its %s timeout)", over.Round(time.Millisecond), r.h.timeout)
 	}
-	if errors.Is(cause, errShutdown) && c.State == TaskRetry {
+	switch {
+	case errors.Is(cause, ErrCancelRequested) && c.State != TaskDone:
+		c = Completion{Lease: r.ct.Lease, State: TaskCancelled, Message: "cancelled by request: " + c.Message}
+	case errors.Is(cause, errShutdown) && c.State == TaskRetry:
 		c = Completion{Lease: r.ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished: " + c.Message}
 	}
 	r.logFinished(c, returned.Sub(r.started))
