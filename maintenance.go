@@ -61,19 +61,16 @@ func (m *SyncManager) maintain(ctx context.Context, me string) error {
 		m.cfg.logger.Info("esync: rescued tasks with expired leases", "count", rescued)
 		m.nudgeAll()
 	}
-	if mt != nil && m.cfg.cancelUnhandled {
-		known := make([]string, 0, len(m.handlers))
-		for name := range m.handlers {
-			known = append(known, name)
-		}
-		if _, err := mt.CancelUnhandled(ctx, known, maintenanceBatch); err != nil {
+	if m.cfg.cancelUnhandled {
+		if err := m.cancelUnhandled(ctx); err != nil {
 			return err
 		}
 	}
-	if m.cfg.retention > 0 {
-		if _, err := m.driver.DeleteFinished(ctx, time.Now().Add(-m.cfg.retention), maintenanceBatch); err != nil {
-			return err
-		}
+	if _, err := m.deleteFinished(ctx); err != nil {
+		return err
+	}
+	if err := m.prune(ctx); err != nil {
+		return err
 	}
 	return nil
 }

@@ -16,6 +16,9 @@ type managerConfig struct {
 	batchSize           int
 	cancelUnhandled     bool
 	listen              bool
+	sched               scheduleConfig  // schedule_options.go
+	retain              retentionConfig // retention_options.go
+	fleet               registryConfig  // registry_options.go
 }
 
 func defaultManagerConfig() managerConfig {
@@ -29,6 +32,7 @@ func defaultManagerConfig() managerConfig {
 		batchSize:           100,
 		cancelUnhandled:     true,
 		listen:              true,
+		fleet:               defaultRegistryConfig(),
 	}
 }
 

@@ -40,6 +40,8 @@ type SyncManager struct {
 	actions      sync.WaitGroup // actions in flight
 	completer    *completer
 	leases       *leaseKeeper
+	registry     *processRegistry // nil without a registry in the driver
+	lastPrune    time.Time        // maintenance's last prune (process_registry.go)
 	scheduler    gocron.Scheduler
 	stopListen   func()
 	finishGen    atomic.Int64 // counts persisted completion batches
@@ -168,6 +170,9 @@ func (m *SyncManager) streamLocked(name string) *stream {
 // Start launches the stream loops, the scheduler, the listener and the
 // maintenance services, and returns. ctx bounds only the start itself.
 func (m *SyncManager) Start(ctx context.Context) error {
+	if err := m.cfg.checkOptions(); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	if m.state != stateNew {
 		m.mu.Unlock()
@@ -207,6 +212,9 @@ func (m *SyncManager) Start(ctx context.Context) error {
 			m.streamLoops.Add(1)
 			go m.runStream(s)
 		}
+	}
+	if m.registry = newProcessRegistry(m); m.registry != nil {
+		m.registry.start(ctx)
 	}
 	m.loops.Add(2)
 	go m.leases.run()
@@ -305,6 +313,9 @@ func (m *SyncManager) shutdown(ctx context.Context) error {
 		m.stopListen()
 	}
 	m.loops.Wait()
+	if m.registry != nil {
+		errs = multierror.Append(errs, m.registry.stop(ctx))
+	}
 	for _, s := range m.streams {
 		if err := s.releaseExclusive(); err != nil {
 			errs = multierror.Append(errs, err)

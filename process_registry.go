@@ -1,0 +1,174 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"sort"
+	"time"
+)
+
+// processRegistry keeps this manager's entry in the process registry: it
+// registers at start, renews the entry every heartbeat interval and marks it
+// stopped at shutdown. Other processes read the registry to tell which task
+// names some live process handles (cancelling unhandled tasks) and to list
+// the fleet.
+type processRegistry struct {
+	m     *SyncManager
+	reg   processRegistrar
+	entry Process
+	quit  chan struct{}
+	done  chan struct{}
+}
+
+// newProcessRegistry describes this manager; nil when the driver keeps no
+// registry. Call after the handlers, streams and schedules are final.
+func newProcessRegistry(m *SyncManager) *processRegistry {
+	reg, ok := m.driver.(processRegistrar)
+	if !ok {
+		return nil
+	}
+	host, _ := os.Hostname()
+	p := Process{ID: newProcessID(), Host: host, PID: os.Getpid(), Version: esyncVersion()}
+	for name := range m.handlers {
+		p.TaskNames = append(p.TaskNames, name)
+	}
+	for name := range m.streams {
+		p.Streams = append(p.Streams, name)
+	}
+	for _, j := range m.schedules {
+		p.Schedules = append(p.Schedules, j.name)
+	}
+	sort.Strings(p.TaskNames)
+	sort.Strings(p.Streams)
+	sort.Strings(p.Schedules)
+	return &processRegistry{m: m, reg: reg, entry: p, quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+// ttl is how long an entry counts as live after a heartbeat.
+func (r *processRegistry) ttl() time.Duration { return 3 * r.m.cfg.fleet.heartbeat }
+
+// start registers the process (waiting for that at most until ctx ends or a
+// heartbeat interval passes; a failure is reported and retried by the next
+// heartbeat) and starts renewing the entry.
+func (r *processRegistry) start(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.m.cfg.fleet.heartbeat)
+	r.beat(ctx)
+	cancel()
+	go r.run()
+}
+
+func (r *processRegistry) beat(ctx context.Context) {
+	if err := r.reg.Heartbeat(ctx, r.entry, r.ttl()); err != nil {
+		r.m.report(fmt.Errorf("process registry: %w", err))
+	}
+}
+
+func (r *processRegistry) run() {
+	defer close(r.done)
+	t := time.NewTicker(r.m.cfg.fleet.heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.quit:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.fleet.heartbeat)
+		r.beat(ctx)
+		cancel()
+	}
+}
+
+// stop ends the heartbeat and marks the entry stopped: the process no
+// longer counts as live, and its task names stay known for the grace period.
+func (r *processRegistry) stop(ctx context.Context) error {
+	close(r.quit)
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := r.reg.MarkStopped(ctx, r.entry.ID); err != nil {
+		return fmt.Errorf("process registry: %w", err)
+	}
+	return nil
+}
+
+func newProcessID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// esyncVersion is the version of this module the program was built with.
+func esyncVersion() string {
+	const path = "github.com/esync/queue"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if bi.Main.Path == path {
+		return bi.Main.Version
+	}
+	for _, dep := range bi.Deps {
+		if dep.Path == path {
+			if dep.Replace != nil {
+				return dep.Replace.Version
+			}
+			return dep.Version
+		}
+	}
+	return "unknown"
+}
+
+// cancelUnhandled cancels due tasks whose name no process handles: with a
+// registry, only names no live process handles and none has within the
+// grace period; without one, every name this process does not handle.
+func (m *SyncManager) cancelUnhandled(ctx context.Context) error {
+	known := make([]string, 0, len(m.handlers))
+	for name := range m.handlers {
+		known = append(known, name)
+	}
+	if r, ok := m.driver.(processRegistrar); ok {
+		_, err := r.CancelUnhandledFleet(ctx, known, m.cfg.fleet.grace, maintenanceBatch)
+		return err
+	}
+	if mt, ok := m.driver.(maintainer); ok {
+		_, err := mt.CancelUnhandled(ctx, known, maintenanceBatch)
+		return err
+	}
+	return nil
+}
+
+// pruneInterval is how often maintenance removes old firing rows and dead
+// registry entries.
+const pruneInterval = time.Minute
+
+// firingHistory is how long firing rows are kept at least (the newest of
+// each schedule always is).
+const firingHistory = 24 * time.Hour
+
+// prune removes dead processes' entries once they have been gone for the
+// grace period (an hour at least, so ListProcesses shows recent deaths) and
+// firing rows older than a day or the DONE retention, whichever is longer.
+func (m *SyncManager) prune(ctx context.Context) error {
+	if time.Since(m.lastPrune) < pruneInterval {
+		return nil
+	}
+	m.lastPrune = time.Now()
+	if r, ok := m.driver.(processRegistrar); ok {
+		if _, err := r.DeleteDeadProcesses(ctx, max(m.cfg.fleet.grace, time.Hour)); err != nil {
+			return err
+		}
+	}
+	if f, ok := m.driver.(interface {
+		DeleteOldFirings(context.Context, time.Time) (int, error)
+	}); ok {
+		if _, err := f.DeleteOldFirings(ctx, time.Now().Add(-max(firingHistory, m.cfg.retentionFor(TaskDone)))); err != nil {
+			return err
+		}
+	}
+	return nil
+}

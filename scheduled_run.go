@@ -1,0 +1,182 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// firingClaimer is the driver capability that makes each firing of a
+// schedule run once across processes: a row per firing, created by the
+// process that runs it. Without it every process runs every firing.
+type firingClaimer interface {
+	ClaimFiring(ctx context.Context, f Firing, claimedBy string) (bool, error)
+	FinishFiring(ctx context.Context, f Firing, runErr error) error
+	LastFiring(ctx context.Context, schedule string) (time.Time, bool, error)
+}
+
+// onFiring is what gocron runs when a schedule's firing comes due: the
+// firings due by now that this process was free for are claimed and run in
+// order; with MissedRunOnce, the ones that came due during a run are caught
+// up with one run after it.
+func (m *SyncManager) onFiring(j *scheduledJob, s *stream) {
+	j.run.Lock()
+	defer j.run.Unlock()
+	m.runDue(j, s)
+	for j.missed == MissedRunOnce && !m.stopping() && m.runDue(j, s) {
+	}
+}
+
+// runDue runs the firings due now and reports whether there were any.
+// Firings that came due while this process ran the previous one are left to
+// the other processes, or, under MissedRunOnce, caught up with one run. Call
+// with j.run held.
+func (m *SyncManager) runDue(j *scheduledJob, s *stream) bool {
+	whileBusy, toRun := j.takeDue(m.scheduleClock().Now())
+	if n := len(whileBusy); n > 0 {
+		if j.missed == MissedRunOnce {
+			m.runFiring(j, s, Firing{Schedule: j.name, At: whileBusy[n-1], CatchUp: true})
+		} else {
+			m.cfg.logger.Info("esync: firings came due while the schedule's previous run was going on this process; left to the other processes",
+				"schedule", j.name, "count", n, "first", whileBusy[0])
+		}
+	}
+	for _, at := range toRun {
+		m.runFiring(j, s, Firing{Schedule: j.name, At: at})
+	}
+	return len(whileBusy)+len(toRun) > 0
+}
+
+// onStart looks, once at start, for firings that passed since the newest
+// firing any process ran: skipped (logged) or, under MissedRunOnce, caught
+// up with one run. A schedule that never ran anywhere has missed nothing.
+func (m *SyncManager) onStart(j *scheduledJob, s *stream) {
+	fc := m.driver.(firingClaimer)
+	ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
+	last, ok, err := fc.LastFiring(ctx, j.name)
+	cancel()
+	if err != nil {
+		m.report(fmt.Errorf("scheduled %s: look for missed firings: %w", j.name, err))
+		return
+	}
+	if !ok {
+		return
+	}
+	j.run.Lock()
+	defer j.run.Unlock()
+	now := m.scheduleClock().Now()
+	at, missed := j.latestIn(last, now)
+	if !missed {
+		return
+	}
+	if j.missed == MissedSkip {
+		m.cfg.logger.Info("esync: firings were missed while no process ran the schedule; skipped",
+			"schedule", j.name, "last_ran", last, "newest_missed", at)
+		return
+	}
+	m.runFiring(j, s, Firing{Schedule: j.name, At: at, CatchUp: true})
+	for !m.stopping() && m.runDue(j, s) {
+	}
+}
+
+// stopping reports whether the manager has stopped claiming.
+func (m *SyncManager) stopping() bool {
+	select {
+	case <-m.stopClaiming:
+		return true
+	default:
+		return false
+	}
+}
+
+// runFiring runs one firing in a slot of the schedule's stream if this
+// process wins its row in the firing table: with the schedule's timeout,
+// panics recovered, errors reported and the outcome recorded.
+func (m *SyncManager) runFiring(j *scheduledJob, s *stream, f Firing) {
+	if m.stopping() {
+		return
+	}
+	if s.exclusive && s.lock.Load() == nil {
+		return // another process holds this stream
+	}
+	if !s.takeSlot(m.stopClaiming) {
+		return
+	}
+	defer s.freeSlot()
+	fc, _ := m.driver.(firingClaimer)
+	if fc != nil {
+		ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
+		won, err := fc.ClaimFiring(ctx, f, processName())
+		cancel()
+		if err != nil {
+			m.report(fmt.Errorf("scheduled %s (firing %s): claim: %w", j.name, f.At.Format(time.RFC3339Nano), err))
+			return
+		}
+		if !won {
+			return // another process runs it
+		}
+	}
+	started := time.Now()
+	err := m.callScheduled(j, f)
+	j.lastRunEnd = m.scheduleClock().Now()
+	if fc != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.runCtx), 10*time.Second)
+		if ferr := fc.FinishFiring(ctx, f, err); ferr != nil {
+			m.report(fmt.Errorf("scheduled %s (firing %s): record outcome: %w", j.name, f.At.Format(time.RFC3339Nano), ferr))
+		}
+		cancel()
+	}
+	if err != nil && !errors.Is(err, ErrScheduleTimeout) {
+		m.report(fmt.Errorf("scheduled %s (firing %s, ran %s): %w", j.name, f.At.Format(time.RFC3339Nano), time.Since(started).Round(time.Millisecond), err))
+	}
+}
+
+// callScheduled runs the action under a context with the schedule's
+// timeout. At the timeout the context is cancelled and the timeout
+// reported; an action that goes on regardless is reported again each time
+// its run doubles in length. A panic becomes an error with its text.
+func (m *SyncManager) callScheduled(j *scheduledJob, f Firing) (err error) {
+	ctx, cancel := context.WithTimeoutCause(context.WithValue(m.runCtx, firingKey{}, f), j.timeout, ErrScheduleTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go m.watchOverrun(j, f, ctx, done)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, firstLines(debug.Stack(), 12))
+		}
+		if err != nil && errors.Is(context.Cause(ctx), ErrScheduleTimeout) && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ErrScheduleTimeout, err) // reported already
+		}
+	}()
+	return j.do(ctx)
+}
+
+// watchOverrun reports a run that passed its timeout, then again at twice,
+// four times, … the timeout while it goes on, until done is closed.
+func (m *SyncManager) watchOverrun(j *scheduledJob, f Firing, ctx context.Context, done <-chan struct{}) {
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	if !errors.Is(context.Cause(ctx), ErrScheduleTimeout) {
+		return // cancelled by a shutdown, not timed out
+	}
+	at := f.At.Format(time.RFC3339Nano)
+	m.report(fmt.Errorf("scheduled %s (firing %s): %w after %s; its context is cancelled, and its stream %q stays taken until it returns",
+		j.name, at, ErrScheduleTimeout, j.timeout, j.stream))
+	for wait := j.timeout; ; wait *= 2 {
+		t := time.NewTimer(wait)
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		m.report(fmt.Errorf("scheduled %s (firing %s): %w: still running %s after it started, ignoring its cancelled context; stream %q stays taken",
+			j.name, at, ErrScheduleTimeout, 2*wait, j.stream))
+	}
+}
