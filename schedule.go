@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -42,9 +43,12 @@ type scheduledJob struct {
 	optErr  error // the first bad option
 
 	// run serialises this process's runs of the schedule; the cursor below
-	// is read and moved under it.
+	// is read and moved under it. wake notes a firing's wake-up for the run
+	// in progress.
 	run        sync.Mutex
+	wake       atomic.Bool
 	next       time.Time // the first firing this process has not dealt with
+	started    time.Time // when the cursor began: later firings are not missed ones
 	lastRunEnd time.Time // when this process's last run of it ended
 }
 
@@ -214,7 +218,9 @@ func (m *SyncManager) startScheduler() error {
 	now := clock.Now()
 	for _, j := range m.schedules {
 		var def gocron.JobDefinition
-		opts := []gocron.JobOption{gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule)}
+		// No singleton mode: onFiring coalesces wakes itself, and a wake
+		// that gocron dropped while a run went on would be a firing lost.
+		opts := []gocron.JobOption{gocron.WithName(j.name)}
 		if j.cron != "" {
 			def = gocron.CronJob(j.spec, j.seconds)
 		} else {
@@ -223,7 +229,7 @@ func (m *SyncManager) startScheduler() error {
 			def = gocron.DurationJob(j.period)
 			opts = append(opts, gocron.WithStartAt(gocron.WithStartDateTimePast(j.after(now))))
 		}
-		j.next = j.after(now)
+		j.started, j.next = now, j.after(now)
 		j, st := j, m.streams[j.stream]
 		if _, err := s.NewJob(def, gocron.NewTask(func() { m.onFiring(j, st) }), opts...); err != nil {
 			s.Shutdown()

@@ -67,6 +67,17 @@ const (
 	MissedRunOnce
 )
 
+// String names the policy.
+func (p MissedFirings) String() string {
+	switch p {
+	case MissedSkip:
+		return "skip"
+	case MissedRunOnce:
+		return "run-once"
+	}
+	return fmt.Sprintf("MissedFirings(%d)", int(p))
+}
+
 // ScheduleMissed sets what happens to missed firings (default MissedSkip).
 func ScheduleMissed(p MissedFirings) ScheduleOption {
 	return func(j *scheduledJob) {

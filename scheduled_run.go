@@ -17,15 +17,29 @@ type firingClaimer interface {
 	LastFiring(ctx context.Context, schedule string) (time.Time, bool, error)
 }
 
-// onFiring is what gocron runs when a schedule's firing comes due: the
-// firings due by now that this process was free for are claimed and run in
-// order; with MissedRunOnce, the ones that came due during a run are caught
-// up with one run after it.
+// onFiring is what gocron runs when a schedule's firing comes due. Wakes
+// coalesce: while this process runs the schedule, a wake is noted and
+// served by the run in progress once it ends, so runs never pile up and
+// gocron's own calls return at once.
 func (m *SyncManager) onFiring(j *scheduledJob, s *stream) {
-	j.run.Lock()
-	defer j.run.Unlock()
-	m.runDue(j, s)
-	for j.missed == MissedRunOnce && !m.stopping() && m.runDue(j, s) {
+	j.wake.Store(true)
+	for j.run.TryLock() {
+		m.serveWakes(j, s)
+		j.run.Unlock()
+		if !j.wake.Load() {
+			return
+		}
+	}
+}
+
+// serveWakes runs the firings due while wakes come in; with MissedRunOnce
+// it also catches up with firings that came due during a run. Call with
+// j.run held.
+func (m *SyncManager) serveWakes(j *scheduledJob, s *stream) {
+	for j.wake.Swap(false) && !m.stopping() {
+		m.runDue(j, s)
+		for j.missed == MissedRunOnce && !m.stopping() && m.runDue(j, s) {
+		}
 	}
 }
 
@@ -49,8 +63,8 @@ func (m *SyncManager) runDue(j *scheduledJob, s *stream) bool {
 	return len(whileBusy)+len(toRun) > 0
 }
 
-// onStart looks, once at start, for firings that passed since the newest
-// firing any process ran: skipped (logged) or, under MissedRunOnce, caught
+// onStart looks, once at start, for firings that passed between the newest
+// firing any process ran and this start: skipped (logged) or, under MissedRunOnce, caught
 // up with one run. A schedule that never ran anywhere has missed nothing.
 func (m *SyncManager) onStart(j *scheduledJob, s *stream) {
 	fc := m.driver.(firingClaimer)
@@ -65,9 +79,13 @@ func (m *SyncManager) onStart(j *scheduledJob, s *stream) {
 		return
 	}
 	j.run.Lock()
-	defer j.run.Unlock()
-	now := m.scheduleClock().Now()
-	at, missed := j.latestIn(last, now)
+	defer func() {
+		j.run.Unlock()
+		if j.wake.Load() {
+			m.onFiring(j, s) // a wake that came while the lock was held
+		}
+	}()
+	at, missed := j.latestIn(last, j.started)
 	if !missed {
 		return
 	}
@@ -77,8 +95,8 @@ func (m *SyncManager) onStart(j *scheduledJob, s *stream) {
 		return
 	}
 	m.runFiring(j, s, Firing{Schedule: j.name, At: at, CatchUp: true})
-	for !m.stopping() && m.runDue(j, s) {
-	}
+	j.wake.Store(true) // look for firings that came due meanwhile
+	m.serveWakes(j, s)
 }
 
 // stopping reports whether the manager has stopped claiming.

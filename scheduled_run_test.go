@@ -1,0 +1,190 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esync/queue"
+)
+
+// findIs returns the first reported error that errors.Is target and whose
+// text has s.
+func (l *errorLog) findIs(target error, s string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, err := range l.errs {
+		if errors.Is(err, target) && strings.Contains(err.Error(), s) {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestScheduleTimeoutCancelsContext: a scheduled action that waits on its
+// context has it cancelled at its ScheduleTimeout with ErrScheduleTimeout as
+// cause and context.DeadlineExceeded as error; the timeout is reported once,
+// recorded on the firing, and the stream's slot is free again for a task.
+func TestScheduleTimeoutCancelsContext(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	var errs errorLog
+	sm := queue.NewSyncManager(e.d)
+	sm.SetErrorHandler(errs.handle)
+	type ended struct{ err, cause error }
+	got := make(chan ended, 1)
+	var once sync.Once
+	err := sm.ScheduleContext(ctxSchedule{"st", func(ctx context.Context) error {
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return nil
+		}
+		<-ctx.Done()
+		got <- ended{ctx.Err(), context.Cause(ctx)}
+		return ctx.Err()
+	}}, 50*time.Millisecond, queue.ScheduleName("stuck"), queue.ScheduleTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskRan := make(chan struct{})
+	sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		close(taskRan)
+		return queue.TaskResultSuccess, ""
+	}), "job", queue.InStream("st"))
+	smStart(t, sm)
+	var end ended
+	select {
+	case end = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the scheduled action's context was never cancelled")
+	}
+	if !errors.Is(end.err, context.DeadlineExceeded) || !errors.Is(end.cause, queue.ErrScheduleTimeout) {
+		t.Fatalf("context ended with %v (cause %v), want DeadlineExceeded caused by ErrScheduleTimeout", end.err, end.cause)
+	}
+	e.add(t, "job", "k", nil)
+	select {
+	case <-taskRan:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a task of the stream never ran after the timed-out scheduled run ended")
+	}
+	e.waitCount(t, 30*time.Second, "job", queue.TaskDone, 1)
+	smEventually(t, 10*time.Second, "the timeout to be reported", func() bool { return errs.findIs(queue.ErrScheduleTimeout, "stuck") != nil })
+	var msg string
+	smEventually(t, 10*time.Second, "the firing's outcome to be recorded", func() bool {
+		err := e.db.QueryRow(`SELECT coalesce(error, '') FROM message_queue_schedule_firing WHERE schedule_name = 'stuck' AND error IS NOT NULL`).Scan(&msg)
+		return err == nil
+	})
+	if !strings.Contains(msg, "timed out") {
+		t.Fatalf("firing recorded error %q, want the timeout", msg)
+	}
+	errs.mu.Lock()
+	defer errs.mu.Unlock()
+	timeouts := 0
+	for _, err := range errs.errs {
+		if errors.Is(err, queue.ErrScheduleTimeout) {
+			timeouts++
+		} else {
+			t.Errorf("unexpected report: %v", err)
+		}
+	}
+	if timeouts != 1 {
+		t.Fatalf("the timeout was reported %d times, want once (the returned context error is not reported again)", timeouts)
+	}
+}
+
+// TestScheduleTimeoutIgnored: an action without a context (the original
+// ScheduledAction) that outlives its timeout is reported at the timeout and
+// again at twice it, and keeps its stream's slot while it runs: a task of
+// the stream waits until it returns, then runs.
+func TestScheduleTimeoutIgnored(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	var errs errorLog
+	sm := queue.NewSyncManager(e.d)
+	sm.SetErrorHandler(errs.handle)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	err := sm.Schedule(scheduledFunc{"st", func() error {
+		first := false
+		once.Do(func() { first = true; close(inside) })
+		if first {
+			<-release
+		}
+		return nil
+	}}, 50*time.Millisecond, queue.ScheduleName("deaf"), queue.ScheduleTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		return queue.TaskResultSuccess, ""
+	}), "job", queue.InStream("st"))
+	smStart(t, sm)
+	<-inside
+	id := e.add(t, "job", "k", nil)
+	smEventually(t, 30*time.Second, "the overrun to be reported again", func() bool {
+		return errs.findIs(queue.ErrScheduleTimeout, "still running 200ms") != nil
+	})
+	if errs.findIs(queue.ErrScheduleTimeout, "after 100ms") == nil {
+		t.Fatalf("the timeout itself was not reported:%s", errs.String())
+	}
+	if task := e.task(t, id); task.State != queue.TaskReady {
+		t.Fatalf("task %s while the scheduled action held the stream's only slot, want READY", task.State)
+	}
+	close(release)
+	e.waitCount(t, 30*time.Second, "job", queue.TaskDone, 1)
+}
+
+// TestScheduledPanicRecorded: a panicking scheduled action's firing records
+// the panic.
+func TestScheduledPanicRecorded(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	sm := queue.NewSyncManager(e.d)
+	sm.SetErrorHandler(func(error) {})
+	sm.ScheduleContext(ctxSchedule{"s", func(ctx context.Context) error { panic("firing boom 7f3a") }}, 50*time.Millisecond, queue.ScheduleName("boom"))
+	smStart(t, sm)
+	smEventually(t, 30*time.Second, "the panic to be recorded on its firing", func() bool {
+		var n int
+		e.db.QueryRow(`SELECT count(*) FROM message_queue_schedule_firing WHERE schedule_name = 'boom' AND error LIKE 'panic: firing boom 7f3a%'`).Scan(&n)
+		return n > 0
+	})
+}
+
+// TestScheduleOptionsRejected: bad schedule options and specs are refused
+// with errors that say what is wrong.
+func TestScheduleOptionsRejected(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	sm := queue.NewSyncManager(e.d)
+	act := scheduledFunc{"s", func() error { return nil }}
+	ny, _ := time.LoadLocation("America/New_York")
+	for what, err := range map[string]error{
+		"zero timeout":      sm.Schedule(act, time.Second, queue.ScheduleTimeout(0)),
+		"nil zone":          sm.ScheduleCron(act, "0 9 * * *", queue.ScheduleTimeZone(nil)),
+		"two zones":         sm.ScheduleCron(act, "CRON_TZ=Europe/Berlin 0 9 * * *", queue.ScheduleTimeZone(ny)),
+		"unknown zone":      sm.ScheduleCron(act, "CRON_TZ=Mars/Olympus 0 9 * * *"),
+		"@every":            sm.ScheduleCron(act, "@every 5m"),
+		"zone on interval":  sm.Schedule(act, time.Second, queue.ScheduleTimeZone(time.UTC)),
+		"unknown policy":    sm.Schedule(act, time.Second, queue.ScheduleMissed(queue.MissedFirings(7))),
+		"empty name":        sm.Schedule(act, time.Second, queue.ScheduleName("")),
+		"seven cron fields": sm.ScheduleCron(act, "0 0 9 * * * *"),
+	} {
+		if err == nil {
+			t.Errorf("%s: accepted", what)
+		}
+	}
+	for _, ok := range []error{
+		sm.ScheduleCron(act, "CRON_TZ=America/New_York 0 9 * * *", queue.ScheduleTimeZone(ny), queue.ScheduleName("a")),
+		sm.ScheduleCron(act, "CRON_TZ=UTC 0,30 * * * * *", queue.ScheduleName("b")),
+		sm.ScheduleCron(act, "@daily", queue.ScheduleName("c"), queue.ScheduleMissed(queue.MissedRunOnce)),
+	} {
+		if ok != nil {
+			t.Errorf("refused: %v", ok)
+		}
+	}
+}
