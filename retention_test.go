@@ -122,4 +122,3 @@ func TestRetentionIndexUsed(t *testing.T) {
 		t.Fatalf("the retention query does not use the index on final states:\n%s", plan)
 	}
 }
-
