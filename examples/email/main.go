@@ -138,7 +138,7 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("enqueue with an invalid address: got %v, want an error wrapping email.ErrInvalidPayload", err)
 	}
 	say("refused %s: %v", badKey, err)
-	if n, err := tm.Count(ctx, queue.TaskFilter{Key: badKey}); err != nil || n != 0 {
+	if n, err := tm.Count(ctx, queue.TaskFilter{Key: email.Key(badKey)}); err != nil || n != 0 {
 		return fmt.Errorf("refused payload: %d tasks with key %s (err %v), want none", n, badKey, err)
 	}
 
