@@ -34,6 +34,7 @@ func TestBenchSmoke(t *testing.T) {
 	cfg.InsertN, cfg.DrainN, cfg.DedupN = 200, 200, 200
 	cfg.DedupKeys = 10
 	cfg.LatencyN, cfg.CDCRows = 5, 1000
+	cfg.RetentionN, cfg.RetentionDrainRate, cfg.RetentionDrainFor = 1000, 200, 2*time.Second
 	cfg.Timeout = 2 * time.Minute
 	var out bytes.Buffer
 	if err := runOn(ctx, srv, cfg, &out); err != nil {
@@ -54,6 +55,8 @@ func TestBenchSmoke(t *testing.T) {
 		"| p99 |",
 		"| first sync: tasks emitted/s |",
 		"| diff, 1% changed: source rows/s |",
+		"| 1000 finished tasks past retention: deleted/s |",
+		"| finished rows in the table during the drain",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
