@@ -65,7 +65,7 @@ func WithStopTimeout(d time.Duration) ManagerOption {
 }
 
 // WithRetention sets how long finished tasks are kept (default 24h); zero or
-// less keeps them forever.
+// less keeps them forever. WithStateRetention overrides it per state.
 func WithRetention(d time.Duration) ManagerOption {
 	return func(c *managerConfig) { c.retention = d }
 }
@@ -83,9 +83,10 @@ func WithBatchSize(n int) ManagerOption {
 	return func(c *managerConfig) { c.batchSize = max(n, 1) }
 }
 
-// WithCancelUnhandled turns off (or on) cancelling due tasks whose name has
-// no handler in this process (default on, as the original did). Turn it off
-// when processes register different task names.
+// WithCancelUnhandled turns off (or on) cancelling due tasks whose name no
+// process handles (default on, as the original did). With the process
+// registry, a name some live process handles, or one did within
+// WithUnhandledGrace, is left alone.
 func WithCancelUnhandled(on bool) ManagerOption {
 	return func(c *managerConfig) { c.cancelUnhandled = on }
 }

@@ -50,7 +50,7 @@ func TestBenchSmoke(t *testing.T) {
 		"| no-op drain of 200, distinct keys, SyncManager (tasks/s) |",
 		"| no-op drain of 200 after idle (tasks/s) |",
 		"| dedup burst, 200 on 10 keys (tasks retired/s) |",
-		"(10 runs)",
+		"(10 runs",
 		"| p50 |",
 		"| p99 |",
 		"| first sync: tasks emitted/s |",
