@@ -20,7 +20,8 @@ type processRegistry struct {
 	m     *SyncManager
 	reg   processRegistrar
 	entry Process
-	quit  chan struct{}
+	ctx   context.Context // cancelled by stop: ends a heartbeat in flight
+	quit  context.CancelFunc
 	done  chan struct{}
 }
 
@@ -45,7 +46,8 @@ func newProcessRegistry(m *SyncManager) *processRegistry {
 	sort.Strings(p.TaskNames)
 	sort.Strings(p.Streams)
 	sort.Strings(p.Schedules)
-	return &processRegistry{m: m, reg: reg, entry: p, quit: make(chan struct{}), done: make(chan struct{})}
+	ctx, quit := context.WithCancel(context.Background())
+	return &processRegistry{m: m, reg: reg, entry: p, ctx: ctx, quit: quit, done: make(chan struct{})}
 }
 
 // ttl is how long an entry counts as live after a heartbeat.
@@ -62,7 +64,7 @@ func (r *processRegistry) start(ctx context.Context) {
 }
 
 func (r *processRegistry) beat(ctx context.Context) {
-	if err := r.reg.Heartbeat(ctx, r.entry, r.ttl()); err != nil {
+	if err := r.reg.Heartbeat(ctx, r.entry, r.ttl()); err != nil && r.ctx.Err() == nil {
 		r.m.report(fmt.Errorf("process registry: %w", err))
 	}
 }
@@ -73,11 +75,11 @@ func (r *processRegistry) run() {
 	defer t.Stop()
 	for {
 		select {
-		case <-r.quit:
+		case <-r.ctx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.fleet.heartbeat)
+		ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.fleet.heartbeat)
 		r.beat(ctx)
 		cancel()
 	}
@@ -86,7 +88,7 @@ func (r *processRegistry) run() {
 // stop ends the heartbeat and marks the entry stopped: the process no
 // longer counts as live, and its task names stay known for the grace period.
 func (r *processRegistry) stop(ctx context.Context) error {
-	close(r.quit)
+	r.quit()
 	<-r.done
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
