@@ -249,7 +249,7 @@ func verify(mails []outbox, tasks []queue.Task, sendgrid *SendGridServer, key st
 		if n := sendgrid.Attempts(to); n != wantAttempts {
 			fail("%s reached SendGrid %d times, want %d", m.key, n, wantAttempts)
 		}
-		if t := byKey[m.key]; t.Attempt != wantAttempts {
+		if t := byKey[email.Key(m.key)]; t.Attempt != wantAttempts {
 			fail("task %s ran %d times, want %d", m.key, t.Attempt, wantAttempts)
 		}
 	}
