@@ -143,6 +143,7 @@ func requireFirings(t *testing.T, log *firingLog, schedule string, want []time.T
 	if !ok {
 		t.Fatalf("schedule %s ran firings\n  %s\nwant\n  %s", schedule, fmtTimes(got), fmtTimes(want))
 	}
+	t.Logf("schedule %s ran each of its %d firings once: %s", schedule, len(got), strings.ReplaceAll(fmtTimes(got), "\n  ", ", "))
 }
 
 func fmtTimes(ts []time.Time) string {
