@@ -11,17 +11,17 @@ import (
 // This file holds the firing table: one row per firing of a schedule, which
 // makes each firing run once across the processes sharing the queue.
 
-// ClaimFiring records that claimedBy runs firing f and reports true, unless
-// a row for f exists already (another process has it): then it reports
-// false.
-func (d *PostgresDriver) ClaimFiring(ctx context.Context, f Firing, claimedBy string) (bool, error) {
+// ClaimFiring records that claimedBy (host:pid; processID in the process
+// registry, if any) runs firing f and reports true, unless a row for f
+// exists already (another process has it): then it reports false.
+func (d *PostgresDriver) ClaimFiring(ctx context.Context, f Firing, claimedBy, processID string) (bool, error) {
 	q := d.names.render("claimFiring", `
-INSERT INTO {{.QObj "schedule_firing"}} (schedule_name, fire_at, claimed_by, catch_up)
-VALUES ($1, $2, $3, $4)
+INSERT INTO {{.QObj "schedule_firing"}} (schedule_name, fire_at, claimed_by, process_id, catch_up)
+VALUES ($1, $2, $3, nullif($4, ''), $5)
 ON CONFLICT (schedule_name, fire_at) DO NOTHING
 RETURNING 1`)
 	var one int
-	err := d.db.QueryRowContext(ctx, q, f.Schedule, f.At, claimedBy, f.CatchUp).Scan(&one)
+	err := d.db.QueryRowContext(ctx, q, f.Schedule, f.At, claimedBy, processID, f.CatchUp).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -65,4 +65,33 @@ DELETE FROM {{.QObj "schedule_firing"}} f
 WHERE f.fire_at < $1
 	AND f.fire_at < (SELECT max(g.fire_at) FROM {{.QObj "schedule_firing"}} g WHERE g.schedule_name = f.schedule_name)`)
 	return d.execCount(ctx, "delete old firings", q, before)
+}
+
+// RescueFiring hands the newest firing of schedule whose run never ended,
+// and whose process's registry entry has expired or stopped, to claimedBy
+// (processID) and returns it with Rescued set; false when there is none.
+// A firing whose process never registered is not handed over.
+func (d *PostgresDriver) RescueFiring(ctx context.Context, schedule, claimedBy, processID string) (Firing, bool, error) {
+	q := d.names.render("rescueFiring", `
+UPDATE {{.QObj "schedule_firing"}} f
+SET claimed_by = $2, process_id = nullif($3, ''), claimed_at = now(), rescues = f.rescues + 1
+WHERE (f.schedule_name, f.fire_at) = (
+	SELECT o.schedule_name, o.fire_at FROM {{.QObj "schedule_firing"}} o
+	WHERE o.schedule_name = $1 AND o.finished_at IS NULL
+		AND EXISTS (
+			SELECT 1 FROM {{.QObj "process"}} p
+			WHERE p.id = o.process_id AND (p.stopped_at IS NOT NULL OR p.expires_at < now()))
+	ORDER BY o.fire_at DESC
+	LIMIT 1
+	FOR UPDATE SKIP LOCKED)
+RETURNING f.fire_at, f.catch_up`)
+	f := Firing{Schedule: schedule, Rescued: true}
+	err := d.db.QueryRowContext(ctx, q, schedule, claimedBy, processID).Scan(&f.At, &f.CatchUp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Firing{}, false, nil
+	}
+	if err != nil {
+		return Firing{}, false, fmt.Errorf("queue: rescue firing of %q: %w", schedule, err)
+	}
+	return f, true, nil
 }

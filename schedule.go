@@ -50,6 +50,7 @@ type scheduledJob struct {
 	next       time.Time // the first firing this process has not dealt with
 	started    time.Time // when the cursor began: later firings are not missed ones
 	lastRunEnd time.Time // when this process's last run of it ended
+	lastRescue time.Time // when it last looked for firings of dead processes
 }
 
 // Schedule runs action every period in its stream (the original call).
@@ -85,7 +86,9 @@ func (m *SyncManager) ScheduleContext(action ScheduledActionContext, period time
 // pile up); with ScheduleMissed(MissedRunOnce) the process catches up with
 // one run once the previous one ends. Firings that passed while no process
 // was running are skipped, or caught up with one run at start with
-// MissedRunOnce.
+// MissedRunOnce. A firing whose process dies during its run is not run again
+// unless MissedRunOnce is set, in which case another process runs it once
+// the dead one's registry entry has expired.
 func (m *SyncManager) ScheduleCron(action ScheduledAction, spec string, opts ...ScheduleOption) error {
 	if action == nil {
 		return errors.New("queue: schedule: nil action")

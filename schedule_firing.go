@@ -15,6 +15,9 @@ type Firing struct {
 	// process could run them (ScheduleMissed(MissedRunOnce)); At is the
 	// newest of them.
 	CatchUp bool
+	// Rescued is set on a second run of a firing whose first run ended with
+	// its process (ScheduleMissed(MissedRunOnce)).
+	Rescued bool
 }
 
 type firingKey struct{}

@@ -63,7 +63,9 @@ const (
 	// starts and finds firings missed since the last one that ran anywhere,
 	// and when this process's run of the schedule ends after further
 	// firings came due. The run's Firing has CatchUp set and the newest
-	// missed firing's time.
+	// missed firing's time. A firing whose process died during its run
+	// (its registry entry expired with the run unfinished) runs again on
+	// another process, with Rescued set.
 	MissedRunOnce
 )
 

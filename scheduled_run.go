@@ -12,7 +12,7 @@ import (
 // schedule run once across processes: a row per firing, created by the
 // process that runs it. Without it every process runs every firing.
 type firingClaimer interface {
-	ClaimFiring(ctx context.Context, f Firing, claimedBy string) (bool, error)
+	ClaimFiring(ctx context.Context, f Firing, claimedBy, processID string) (bool, error)
 	FinishFiring(ctx context.Context, f Firing, runErr error) error
 	LastFiring(ctx context.Context, schedule string) (time.Time, bool, error)
 }
@@ -33,10 +33,12 @@ func (m *SyncManager) onFiring(j *scheduledJob, s *stream) {
 }
 
 // serveWakes runs the firings due while wakes come in; with MissedRunOnce
-// it also catches up with firings that came due during a run. Call with
-// j.run held.
+// it also catches up with firings that came due during a run, and runs
+// again the firings whose process died while it ran them. Call with j.run
+// held.
 func (m *SyncManager) serveWakes(j *scheduledJob, s *stream) {
 	for j.wake.Swap(false) && !m.stopping() {
+		m.rescueFirings(j, s, false)
 		m.runDue(j, s)
 		for j.missed == MissedRunOnce && !m.stopping() && m.runDue(j, s) {
 		}
@@ -75,9 +77,6 @@ func (m *SyncManager) onStart(j *scheduledJob, s *stream) {
 		m.report(fmt.Errorf("scheduled %s: look for missed firings: %w", j.name, err))
 		return
 	}
-	if !ok {
-		return
-	}
 	j.run.Lock()
 	defer func() {
 		j.run.Unlock()
@@ -85,6 +84,10 @@ func (m *SyncManager) onStart(j *scheduledJob, s *stream) {
 			m.onFiring(j, s) // a wake that came while the lock was held
 		}
 	}()
+	m.rescueFirings(j, s, true)
+	if !ok {
+		return
+	}
 	at, missed := j.latestIn(last, j.started)
 	if !missed {
 		return
@@ -126,7 +129,7 @@ func (m *SyncManager) runFiring(j *scheduledJob, s *stream, f Firing) {
 	fc, _ := m.driver.(firingClaimer)
 	if fc != nil {
 		ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
-		won, err := fc.ClaimFiring(ctx, f, processName())
+		won, err := fc.ClaimFiring(ctx, f, processName(), m.processID())
 		cancel()
 		if err != nil {
 			m.report(fmt.Errorf("scheduled %s (firing %s): claim: %w", j.name, f.At.Format(time.RFC3339Nano), err))
@@ -136,6 +139,20 @@ func (m *SyncManager) runFiring(j *scheduledJob, s *stream, f Firing) {
 			return // another process runs it
 		}
 	}
+	m.runClaimed(j, f, fc)
+}
+
+// processID is this manager's id in the process registry ("" without one).
+func (m *SyncManager) processID() string {
+	if m.registry == nil {
+		return ""
+	}
+	return m.registry.entry.ID
+}
+
+// runClaimed runs a firing this process has claimed, in a slot it holds,
+// and records the outcome (fc may be nil).
+func (m *SyncManager) runClaimed(j *scheduledJob, f Firing, fc firingClaimer) {
 	started := time.Now()
 	err := m.callScheduled(j, f)
 	j.lastRunEnd = m.scheduleClock().Now()
@@ -196,5 +213,49 @@ func (m *SyncManager) watchOverrun(j *scheduledJob, f Firing, ctx context.Contex
 		}
 		m.report(fmt.Errorf("scheduled %s (firing %s): %w: still running %s after it started, ignoring its cancelled context; stream %q stays taken",
 			j.name, at, ErrScheduleTimeout, 2*wait, j.stream))
+	}
+}
+
+// firingRescuer is the driver capability that hands a firing whose process
+// died during its run to another process.
+type firingRescuer interface {
+	RescueFiring(ctx context.Context, schedule, claimedBy, processID string) (Firing, bool, error)
+}
+
+// rescueFirings runs again, under MissedRunOnce, the firings of j that a
+// process claimed and died running (its registry entry expired with the run
+// unfinished), newest first, each on one process. It looks at most once a
+// heartbeat interval unless now is set: a dead process is known only once
+// its entry expires. Call with j.run held.
+func (m *SyncManager) rescueFirings(j *scheduledJob, s *stream, now bool) {
+	fr, ok := m.driver.(firingRescuer)
+	if !ok || j.missed != MissedRunOnce || m.registry == nil {
+		return
+	}
+	if !now && time.Since(j.lastRescue) < m.cfg.fleet.heartbeat {
+		return
+	}
+	j.lastRescue = time.Now()
+	fc, _ := m.driver.(firingClaimer)
+	for !m.stopping() {
+		if s.exclusive && s.lock.Load() == nil {
+			return
+		}
+		if !s.takeSlot(m.stopClaiming) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.runCtx, 10*time.Second)
+		f, ok, err := fr.RescueFiring(ctx, j.name, processName(), m.processID())
+		cancel()
+		if err != nil || !ok {
+			s.freeSlot()
+			if err != nil {
+				m.report(fmt.Errorf("scheduled %s: look for firings of dead processes: %w", j.name, err))
+			}
+			return
+		}
+		m.cfg.logger.Info("esync: running again a firing whose process died during its run", "schedule", j.name, "firing", f.At)
+		m.runClaimed(j, f, fc)
+		s.freeSlot()
 	}
 }

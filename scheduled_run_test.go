@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/esync/queue"
 )
 
@@ -186,5 +188,54 @@ func TestScheduleOptionsRejected(t *testing.T) {
 		if ok != nil {
 			t.Errorf("refused: %v", ok)
 		}
+	}
+}
+
+// TestScheduleRescuesDeadProcessFiring: under MissedRunOnce, a firing whose
+// process died during its run (its registry entry expired, the run never
+// ended) runs again, once, on one of two managers; a firing still run by a
+// live process and one claimed by a process that never registered are left
+// alone.
+func TestScheduleRescuesDeadProcessFiring(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	_, err := e.db.Exec(`
+INSERT INTO message_queue_process (id, host, pid, expires_at, task_names) VALUES
+	('dead', 'h', 1, now() - interval '1 minute', '{}'),
+	('alive', 'h', 2, now() + interval '1 hour', '{}');
+INSERT INTO message_queue_schedule_firing (schedule_name, fire_at, claimed_by, process_id) VALUES
+	('nightly', '2026-01-08 03:00:00+00', 'h:1', 'dead'),
+	('nightly', '2026-01-07 03:00:00+00', 'h:2', 'alive'),
+	('nightly', '2026-01-06 03:00:00+00', 'h:3', 'ghost');`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := clockwork.NewFakeClockAt(utc(t, "2026-01-08 03:20:00"))
+	var log firingLog
+	for i := 0; i < 2; i++ {
+		sm := queue.NewSyncManager(smOpen(t, e.dsn), queue.WithScheduleClock(clock))
+		err := sm.ScheduleCronContext(log.action("s", i), "0 3 * * *", queue.ScheduleName("nightly"),
+			queue.ScheduleTimeZone(time.UTC), queue.ScheduleMissed(queue.MissedRunOnce))
+		if err != nil {
+			t.Fatal(err)
+		}
+		smStart(t, sm)
+	}
+	dead := utc(t, "2026-01-08 03:00:00")
+	smEventually(t, 30*time.Second, "the dead process's firing to run again", func() bool {
+		var done bool
+		e.db.QueryRow(`SELECT finished_at IS NOT NULL FROM message_queue_schedule_firing WHERE schedule_name = 'nightly' AND fire_at = $1`, dead).Scan(&done)
+		return done
+	})
+	runs := log.snapshot()
+	if len(runs) != 1 || !runs[0].firing.At.Equal(dead) || !runs[0].firing.Rescued {
+		t.Fatalf("runs %+v, want one rescued run of the firing at %s", runs, dead)
+	}
+	var open, rescues int
+	if err := e.db.QueryRow(`SELECT count(*) FILTER (WHERE finished_at IS NULL), sum(rescues) FROM message_queue_schedule_firing WHERE schedule_name = 'nightly'`).Scan(&open, &rescues); err != nil {
+		t.Fatal(err)
+	}
+	if open != 2 || rescues != 1 {
+		t.Fatalf("%d firings still open and %d rescues, want the live and the unregistered process's firings left open and one rescue", open, rescues)
 	}
 }
