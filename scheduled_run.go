@@ -77,6 +77,9 @@ func (m *SyncManager) onStart(j *scheduledJob, s *stream) {
 		m.report(fmt.Errorf("scheduled %s: look for missed firings: %w", j.name, err))
 		return
 	}
+	if s.exclusive && j.missed == MissedRunOnce {
+		m.holdExclusive(s) // take the stream's lock now if it is free, not after the stream loop's first try
+	}
 	j.run.Lock()
 	defer func() {
 		j.run.Unlock()

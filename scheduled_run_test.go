@@ -239,3 +239,31 @@ INSERT INTO message_queue_schedule_firing (schedule_name, fire_at, claimed_by, p
 		t.Fatalf("%d firings still open and %d rescues, want the live and the unregistered process's firings left open and one rescue", open, rescues)
 	}
 }
+
+// TestScheduleCatchUpInExclusiveStream: a schedule in an exclusive stream
+// catches up at start on the process that takes the stream's lock.
+func TestScheduleCatchUpInExclusiveStream(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	if _, err := e.db.Exec(`INSERT INTO message_queue_schedule_firing (schedule_name, fire_at, claimed_by, finished_at)
+		VALUES ('hourly', '2026-01-08 10:00:00+00', 'h:1', now())`); err != nil {
+		t.Fatal(err)
+	}
+	clock := clockwork.NewFakeClockAt(utc(t, "2026-01-08 12:30:00"))
+	var log firingLog
+	sm := queue.NewSyncManager(e.d, queue.WithScheduleClock(clock))
+	if err := sm.ConfigureStream("crm", queue.Exclusive()); err != nil {
+		t.Fatal(err)
+	}
+	err := sm.ScheduleCronContext(log.action("crm", 0), "0 * * * *", queue.ScheduleName("hourly"),
+		queue.ScheduleTimeZone(time.UTC), queue.ScheduleMissed(queue.MissedRunOnce))
+	if err != nil {
+		t.Fatal(err)
+	}
+	smStart(t, sm)
+	want := utc(t, "2026-01-08 12:00:00")
+	smEventually(t, 30*time.Second, "the catch-up run", func() bool { return log.count("hourly", want) == 1 })
+	if r := log.snapshot()[0]; !r.firing.CatchUp {
+		t.Fatalf("ran %+v, want a catch-up", r.firing)
+	}
+}
