@@ -21,21 +21,12 @@ type ExclusiveLocker interface {
 }
 
 // RunRecorder records runs that must happen once across the processes
-// sharing a queue: scheduled actions and the maintenance pass. It is
-// required.
+// sharing a queue: the maintenance pass. It is required.
 type RunRecorder interface {
 	// StartScheduledRun records that the run called name starts now and
 	// reports true, unless a run of it started less than window ago on any
 	// process; then it reports false and records nothing.
 	StartScheduledRun(ctx context.Context, name, startedBy string, window time.Duration) (bool, error)
-}
-
-// UnhandledCanceller cancels due tasks that no handler knows. It is
-// required unless WithCancelUnhandled(false).
-type UnhandledCanceller interface {
-	// CancelUnhandled cancels up to limit due pending tasks whose name is
-	// not in known and reports how many.
-	CancelUnhandled(ctx context.Context, known []string, limit int) (int, error)
 }
 
 // Listener wakes idle streams when tasks are added, and brings the
@@ -56,11 +47,11 @@ type ListenHandlers struct {
 	Error     func(error)       // the connection failed
 }
 
-// LeaseWatcher extends leases and reports, in the same statement, the held
-// tasks whose cancellation an operator requested. Optional: without it a
-// running task is cancelled by NOTIFY only.
-type LeaseWatcher interface {
-	ExtendLeasesWatch(ctx context.Context, leases []Lease, d time.Duration) (lost, cancel []int64, err error)
+// CancelWatcher reports which of the given running tasks an operator asked
+// to cancel. Optional: the lease keeper asks it with each extension while
+// no LISTEN connection brings the requests at once.
+type CancelWatcher interface {
+	CancelRequested(ctx context.Context, ids []int64) ([]int64, error)
 }
 
 // StreamPauser pauses and resumes streams cluster-wide (PostgresDriver's
@@ -82,8 +73,11 @@ func (m *SyncManager) checkCapabilities() error {
 	if _, ok := m.driver.(RunRecorder); !ok {
 		return missing("StartScheduledRun", "it runs maintenance and each scheduled run once across processes")
 	}
-	if _, ok := m.driver.(UnhandledCanceller); !ok && m.cfg.cancelUnhandled {
-		return missing("CancelUnhandled", "it cancels tasks nobody handles; or turn that off with WithCancelUnhandled(false)")
+	if _, ok := m.driver.(ProcessRegistrar); !ok && m.cfg.cancelUnhandled {
+		return missing("CancelUnhandledFleet and the other ProcessRegistrar", "it cancels only tasks no process of the fleet handles; or turn that off with WithCancelUnhandled(false)")
+	}
+	if _, ok := m.driver.(FiringClaimer); !ok && len(m.schedules) > 0 && !m.schedulesOff {
+		return missing("ClaimFiring and the other FiringClaimer", "it runs each firing of a schedule once across processes")
 	}
 	for _, s := range m.streams {
 		if _, ok := m.driver.(ExclusiveLocker); !ok && s.exclusive {

@@ -315,38 +315,17 @@ func (d *PostgresDriver) ExtendLeases(ctx context.Context, leases []Lease, dur t
 	return readIDs(rows)
 }
 
-// ExtendLeasesWatch is ExtendLeases that also reports, in cancel, the
-// held tasks whose cancellation was requested (see CancelTask), in one
-// statement.
-func (d *PostgresDriver) ExtendLeasesWatch(ctx context.Context, leases []Lease, dur time.Duration) (lost, cancel []int64, err error) {
-	if len(leases) == 0 {
-		return nil, nil, nil
+// CancelRequested returns those of ids whose cancellation an operator
+// requested while they run (see CancelTask).
+func (d *PostgresDriver) CancelRequested(ctx context.Context, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
 	}
-	ids, tokens := make([]int64, len(leases)), make([]string, len(leases))
-	for i, l := range leases {
-		ids[i], tokens[i] = l.TaskID, l.Token
-	}
-	rows, err := d.stmts.query(ctx, d.q.extendWatch, pq.Array(ids), pq.Array(tokens), dur.Seconds())
+	rows, err := d.stmts.query(ctx, d.q.cancelRequested, pq.Array(ids))
 	if err != nil {
-		return nil, nil, fmt.Errorf("queue: extend leases: %w", err)
+		return nil, fmt.Errorf("queue: cancel requests: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var cancelled bool
-		if err := rows.Scan(&id, &cancelled); err != nil {
-			return nil, nil, fmt.Errorf("queue: extend leases: %w", err)
-		}
-		if cancelled {
-			cancel = append(cancel, id)
-		} else {
-			lost = append(lost, id)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("queue: extend leases: %w", err)
-	}
-	return lost, cancel, nil
+	return readIDs(rows)
 }
 
 // readIDs reads the IDs a statement returned: the ones it could not write.

@@ -53,7 +53,7 @@ type postgresQueries struct {
 	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished  string
 	get, list, listNewest, count, countByState, cancel, cancelKey, retry string
 	cancelUnhandled, scheduleRun, cdcSynced                              string
-	extendWatch, pauseStream, resumeStream, pausedStreams                string
+	cancelRequested, pauseStream, resumeStream, pausedStreams            string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -121,19 +121,8 @@ SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`)
 		// transaction. None while the server has been up for less than
 		// $2 seconds: leases that expired while it was down were not their
 		// holders' fault, and the holders get a lease to renew them.
-		// extend, also reporting the held tasks whose cancellation was
-		// requested: (id, false) for a lease no longer held, (id, true)
-		// for one extended whose task is to be cancelled.
-		extendWatch: n.render("extendWatch", `
-WITH written AS (
-UPDATE {{.Table}} t
-SET lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
-WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
-RETURNING t.id, t.cancel_requested_at IS NOT NULL AS cancel)
-SELECT l.id, false FROM unnest($1::bigint[]) AS l(id) WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
-UNION ALL
-SELECT id, true FROM written WHERE cancel`),
+		cancelRequested: n.render("cancelRequested", `
+SELECT id FROM {{.Table}} WHERE id = ANY ($1::bigint[]) AND state = 'IN PROGRESS' AND cancel_requested_at IS NOT NULL`),
 
 		pauseStream: n.render("pauseStream", `
 WITH p AS (

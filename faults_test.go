@@ -637,17 +637,17 @@ func (p plainDriver) CancelKey(ctx context.Context, key, msg string) (int, error
 func (p plainDriver) RetryTask(ctx context.Context, id int64) error { return p.d.RetryTask(ctx, id) }
 func (p plainDriver) Close() error                                  { return nil }
 
-// forwardingDriver adds the capabilities a SyncManager needs.
-type forwardingDriver struct{ plainDriver }
+// forwardingDriver adds the capabilities a SyncManager needs, forwarded
+// to the PostgresDriver.
+type forwardingDriver struct {
+	plainDriver
+	queue.RunRecorder
+	queue.ProcessRegistrar
+	queue.ExclusiveLocker
+}
 
-func (f forwardingDriver) StartScheduledRun(ctx context.Context, name, by string, w time.Duration) (bool, error) {
-	return f.d.StartScheduledRun(ctx, name, by, w)
-}
-func (f forwardingDriver) CancelUnhandled(ctx context.Context, known []string, limit int) (int, error) {
-	return f.d.CancelUnhandled(ctx, known, limit)
-}
-func (f forwardingDriver) TryExclusive(ctx context.Context, name string) (*queue.ExclusiveLock, error) {
-	return f.d.TryExclusive(ctx, name)
+func newForwardingDriver(d *queue.PostgresDriver) forwardingDriver {
+	return forwardingDriver{plainDriver{d}, d, d, d}
 }
 
 // TestWrappedDriverCapabilities: a driver that wraps PostgresDriver without
@@ -666,7 +666,14 @@ func TestWrappedDriverCapabilities(t *testing.T) {
 		{struct {
 			plainDriver
 			queue.RunRecorder
-		}{plainDriver{e.d}, e.d}, func(*queue.SyncManager) {}, "CancelUnhandled"},
+		}{plainDriver{e.d}, e.d}, func(*queue.SyncManager) {}, "CancelUnhandledFleet"},
+		{struct {
+			plainDriver
+			queue.RunRecorder
+			queue.ProcessRegistrar
+		}{plainDriver{e.d}, e.d, e.d}, func(sm *queue.SyncManager) {
+			sm.Schedule(scheduledFunc{"s", func() error { return nil }}, time.Second)
+		}, "ClaimFiring"},
 		{struct {
 			plainDriver
 			queue.RunRecorder
@@ -691,7 +698,7 @@ func TestWrappedDriverCapabilities(t *testing.T) {
 	ids := e.addDistinct(t, "job", 20)
 	var managers []*queue.SyncManager
 	for range 2 {
-		sm := queue.NewSyncManager(forwardingDriver{plainDriver{e.d}}, queue.WithPollInterval(20*time.Millisecond))
+		sm := queue.NewSyncManager(newForwardingDriver(e.d), queue.WithPollInterval(20*time.Millisecond))
 		requireNoError(t, sm.ConfigureStream("job", queue.Exclusive(), queue.WithConcurrency(2)))
 		sm.RegisterTaskHandler(meteredAction(&m, 5*time.Millisecond), "job")
 		smStart(t, sm)

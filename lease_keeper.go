@@ -133,13 +133,7 @@ func (k *leaseKeeper) extend(ctx context.Context) {
 	}
 	sent := time.Now()
 	callCtx, cancel := context.WithTimeout(ctx, k.m.cfg.lease/3)
-	var lost, cancelled []int64
-	var err error
-	if w, ok := k.m.driver.(LeaseWatcher); ok {
-		lost, cancelled, err = w.ExtendLeasesWatch(callCtx, leases, k.m.cfg.lease)
-	} else {
-		lost, err = k.m.driver.ExtendLeases(callCtx, leases, k.m.cfg.lease)
-	}
+	lost, err := k.m.driver.ExtendLeases(callCtx, leases, k.m.cfg.lease)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil { // not cut short by the stop
@@ -166,9 +160,48 @@ func (k *leaseKeeper) extend(ctx context.Context) {
 	for _, r := range ended {
 		r.loseLease()
 	}
+	if !k.m.notifier.listening() {
+		k.watchCancels(ctx, runs)
+	}
+}
+
+// watchCancels asks the driver which of runs an operator asked to cancel:
+// with each extension while no LISTEN connection brings those requests at
+// once, and when one (re)connects, for the requests made before.
+func (k *leaseKeeper) watchCancels(ctx context.Context, runs []*taskRun) {
+	w, ok := k.m.driver.(CancelWatcher)
+	if !ok {
+		return
+	}
+	var ids []int64
+	for _, r := range runs {
+		if !r.returned.Load() {
+			ids = append(ids, r.ct.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	callCtx, cancel := context.WithTimeout(ctx, k.m.cfg.lease/3)
+	cancelled, err := w.CancelRequested(callCtx, ids)
+	cancel()
+	if err != nil {
+		return // the next extension asks again
+	}
 	for _, id := range cancelled {
 		k.cancelRequested(id)
 	}
+}
+
+// watchCancelsNow is watchCancels for every run held.
+func (k *leaseKeeper) watchCancelsNow(ctx context.Context) {
+	k.mu.Lock()
+	runs := make([]*taskRun, 0, len(k.held))
+	for _, r := range k.held {
+		runs = append(runs, r)
+	}
+	k.mu.Unlock()
+	k.watchCancels(ctx, runs)
 }
 
 // cancelRequested cancels the run of task id, if this process runs it: an

@@ -11,8 +11,8 @@ import (
 	"github.com/esync/queue"
 )
 
-// logLines decodes the JSON log lines written so far.
-func logLines(t *testing.T, buf *syncBuffer) []map[string]any {
+// jsonLogLines decodes the JSON log lines written so far.
+func jsonLogLines(t *testing.T, buf *syncBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -49,7 +49,7 @@ func TestLogsCarryTaskAttributes(t *testing.T) {
 	id := e.add(t, "crm.update", "customer:42", nil)
 	smRunUntilDone(t, sm, time.Minute)
 	var finished, errs []map[string]any
-	for _, l := range logLines(t, &buf) {
+	for _, l := range jsonLogLines(t, &buf) {
 		switch l["msg"] {
 		case "esync: task finished":
 			finished = append(finished, l)

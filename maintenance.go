@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -80,18 +79,15 @@ func (mt *maintenance) pass(ctx context.Context, me string) error {
 		}
 	}
 	if m.cfg.cancelUnhandled {
-		known := make([]string, 0, len(m.handlers))
-		for name := range m.handlers {
-			known = append(known, name)
-		}
-		if _, err := m.driver.(UnhandledCanceller).CancelUnhandled(ctx, known, maintenanceBatch); err != nil {
+		if err := m.cancelUnhandled(ctx); err != nil {
 			return err
 		}
 	}
-	if m.cfg.retention > 0 {
-		if _, err := m.driver.DeleteFinished(ctx, time.Now().Add(-m.cfg.retention), maintenanceBatch); err != nil {
-			return fmt.Errorf("delete finished tasks: %w", err)
-		}
+	if _, err := m.deleteFinished(ctx); err != nil {
+		return err
+	}
+	if err := m.prune(ctx); err != nil {
+		return err
 	}
 	return nil
 }

@@ -18,6 +18,9 @@ type managerConfig struct {
 	batchSize           int
 	cancelUnhandled     bool
 	listen              bool
+	sched               scheduleConfig  // schedule_options.go
+	retain              retentionConfig // retention_options.go
+	fleet               registryConfig  // registry_options.go
 }
 
 func defaultManagerConfig() managerConfig {
@@ -31,6 +34,7 @@ func defaultManagerConfig() managerConfig {
 		batchSize:           100,
 		cancelUnhandled:     true,
 		listen:              true,
+		fleet:               defaultRegistryConfig(),
 	}
 }
 
@@ -43,6 +47,9 @@ func (c *managerConfig) validate() error {
 			return fmt.Errorf("queue: %s must be positive, got %s", what, d)
 		}
 		return nil
+	}
+	if err := c.checkOptions(); err != nil {
+		return err
 	}
 	switch {
 	case c.logger == nil:
@@ -95,7 +102,7 @@ func WithStopTimeout(d time.Duration) ManagerOption {
 }
 
 // WithRetention sets how long finished tasks are kept (default 24h); zero or
-// less keeps them forever.
+// less keeps them forever. WithStateRetention overrides it per state.
 func WithRetention(d time.Duration) ManagerOption {
 	return func(c *managerConfig) { c.retention = d }
 }
@@ -113,9 +120,10 @@ func WithBatchSize(n int) ManagerOption {
 	return func(c *managerConfig) { c.batchSize = n }
 }
 
-// WithCancelUnhandled turns off (or on) cancelling due tasks whose name has
-// no handler in this process (default on, as the original did). Turn it off
-// when processes register different task names.
+// WithCancelUnhandled turns off (or on) cancelling due tasks whose name no
+// process handles (default on, as the original did). With the process
+// registry, a name some live process handles, or one did within
+// WithUnhandledGrace, is left alone.
 func WithCancelUnhandled(on bool) ManagerOption {
 	return func(c *managerConfig) { c.cancelUnhandled = on }
 }

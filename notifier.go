@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,10 +15,16 @@ import (
 // does not wait for the database: until LISTEN connects, streams poll.
 // Without a Listener driver, or with WithListen(false), it does nothing.
 type notifier struct {
-	m      *SyncManager
-	faults *faultReport
-	stopFn func()
+	m         *SyncManager
+	faults    *faultReport
+	stopFn    func()
+	connected atomic.Bool
+	ctx       context.Context // ends at stop
+	cancel    context.CancelFunc
 }
+
+// listening reports whether the LISTEN connection is up.
+func (n *notifier) listening() bool { return n != nil && n.connected.Load() }
 
 func newNotifier(m *SyncManager) *notifier {
 	return &notifier{m: m, faults: newFaultReport(m, "listen", time.Second, time.Second)}
@@ -25,6 +32,7 @@ func newNotifier(m *SyncManager) *notifier {
 
 func (n *notifier) start(ctx context.Context) error {
 	m := n.m
+	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l, ok := m.driver.(Listener)
 	if !ok || !m.cfg.listen {
 		return nil
@@ -41,10 +49,16 @@ func (n *notifier) start(ctx context.Context) error {
 		},
 		Control: n.control,
 		Reconnect: func() {
+			n.connected.Store(true)
 			n.faults.ok()
 			m.nudgeAll()
+			// Cancellations requested before it connected were not heard.
+			go m.leases.watchCancelsNow(n.ctx)
 		},
-		Error: func(err error) { n.faults.fail(err) },
+		Error: func(err error) {
+			n.connected.Store(false)
+			n.faults.fail(err)
+		},
 	})
 	if errors.Is(err, ErrListenUnsupported) {
 		m.cfg.logger.Info("esync: no LISTEN connection; streams poll", "interval", m.cfg.pollInterval)
@@ -58,6 +72,9 @@ func (n *notifier) start(ctx context.Context) error {
 }
 
 func (n *notifier) stop(context.Context) error {
+	if n.cancel != nil {
+		n.cancel()
+	}
 	if n.stopFn != nil {
 		n.stopFn()
 	}

@@ -3,7 +3,6 @@ package queue_test
 import (
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,46 +102,48 @@ type errString string
 func (e errString) Error() string { return string(e) }
 
 // TestScheduleOncePerPeriodAcrossManagers: two managers on one database
-// with the same schedule name: each period's run happens on one of them, so
-// no two runs are closer than half the period.
+// with the same interval schedule on the real clock: every slot (a multiple
+// of the period) from the first run to the last ran once, on one of them.
 func TestScheduleOncePerPeriodAcrossManagers(t *testing.T) {
 	t.Parallel()
 	e := newSMEnv(t)
 	const period = 200 * time.Millisecond
-	var mu sync.Mutex
-	var starts []time.Time
-	byMgr := [2]int{}
+	var log firingLog
 	for i := 0; i < 2; i++ {
-		i := i
 		sm := queue.NewSyncManager(smOpen(t, e.dsn))
-		sm.Schedule(scheduledFunc{"s", func() error {
-			var now time.Time
-			if err := e.db.QueryRow(`SELECT clock_timestamp()`).Scan(&now); err != nil {
-				return err
-			}
-			mu.Lock()
-			starts = append(starts, now)
-			byMgr[i]++
-			mu.Unlock()
-			return nil
-		}}, period, queue.ScheduleName("shared"))
+		if err := sm.ScheduleContext(log.action("s", i), period, queue.ScheduleName("shared")); err != nil {
+			t.Fatal(err)
+		}
 		smStart(t, sm)
 	}
-	smEventually(t, 30*time.Second, "ten scheduled runs", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(starts) >= 10
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
-	// Runs are recorded a moment after the database let them start; allow
-	// that moment (40ms) on top of the dedup window of half a period.
-	for i := 1; i < len(starts); i++ {
-		if gap := starts[i].Sub(starts[i-1]); gap < period/2-40*time.Millisecond {
-			t.Fatalf("runs %d and %d of the schedule started %s apart (period %s): a period ran twice; by manager %v", i-1, i, gap, period, byMgr)
+	smEventually(t, 30*time.Second, "ten scheduled runs", func() bool { return len(log.of("shared")) >= 10 })
+	all := log.of("shared")
+	sort.Slice(all, func(i, j int) bool { return all[i].Before(all[j]) })
+	// The newest slots may still be on their way from a slower manager:
+	// check up to two periods before the newest.
+	limit := all[len(all)-1].Add(-2 * period)
+	var got, want []time.Time
+	for _, at := range all {
+		if !at.After(limit) {
+			got = append(got, at)
 		}
 	}
+	for at := got[0]; !at.After(limit); at = at.Add(period) {
+		want = append(want, at)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ran slots\n  %s\nwant each of\n  %s\nonce", fmtTimes(got), fmtTimes(want))
+	}
+	for i := range got {
+		if !got[i].Equal(want[i]) || got[i].Truncate(period) != got[i] {
+			t.Fatalf("ran slots\n  %s\nwant each of\n  %s\nonce", fmtTimes(got), fmtTimes(want))
+		}
+	}
+	byManager := map[int]int{}
+	for _, r := range log.snapshot() {
+		byManager[r.manager]++
+	}
+	t.Logf("%d slots, per manager %v", len(got), byManager)
 }
 
 // TestScheduleRejectsBadSpecs: a non-positive period, a bad cron spec and a

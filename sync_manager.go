@@ -36,8 +36,11 @@ type SyncManager struct {
 	completer *completer
 	leases    *leaseKeeper
 	sched     *scheduler
-	finishGen atomic.Int64 // counts persisted completion batches
-	budget    atomic.Int64 // claims left; unlimited unless RunOnce
+	notifier  *notifier
+	finishGen atomic.Int64     // counts persisted completion batches
+	budget    atomic.Int64     // claims left; unlimited unless RunOnce
+	registry  *processRegistry // nil without a registry in the driver
+	lastPrune time.Time        // maintenance's last prune (process_registry.go)
 
 	started  chan struct{} // closed when Start has set everything up (or failed)
 	stopped  chan struct{} // closed when Stop or Shutdown has finished
@@ -218,10 +221,15 @@ func (m *SyncManager) startServices(ctx context.Context) error {
 	m.sched = sched
 	m.leases = newLeaseKeeper(m)
 	m.completer = newCompleter(m)
-	m.services.add(m.leases, m.completer, newMaintenance(m),
+	m.notifier = newNotifier(m)
+	m.services.add(m.leases, m.completer)
+	if m.registry = newProcessRegistry(m); m.registry != nil {
+		m.services.add(m.registry)
+	}
+	m.services.add(newMaintenance(m),
 		// Listen before the first claims: a task added after a stream's
 		// first (empty) claim is announced only by its NOTIFY.
-		newNotifier(m))
+		m.notifier)
 	// Stopped in reverse: claiming ends, then scheduling, then the
 	// running actions are waited for.
 	m.services.addWork(runningActions{m})

@@ -57,12 +57,20 @@ type TaskSpec struct {
 
 // AddTask adds one task (the original call). data must encode to a JSON
 // object; nil means {}.
+//
+// The key decides deduplication, across task names: of the pending tasks of
+// one key only the newest runs, whatever their names, and the older ones end
+// SUPERSEDED. A "crm.update" keyed "customer:42" supersedes a pending
+// "email" task keyed "customer:42". Namespace keys by what they sync
+// ("crm:customer:42", "billing:invoice:7"); the built-in helpers do
+// (email.Enqueue keys "email:…", CDC tasks "<controller>:<id>").
 func (m *TaskManager) AddTask(name, key string, data any, opts ...AddOption) error {
 	_, err := m.Add(context.Background(), name, key, data, opts...)
 	return err
 }
 
-// Add adds one task and returns its ID.
+// Add adds one task and returns its ID. The key dedups across names, as
+// for AddTask.
 func (m *TaskManager) Add(ctx context.Context, name, key string, data any, opts ...AddOption) (int64, error) {
 	ids, err := m.add(ctx, nil, []TaskSpec{{Name: name, Key: key, Data: data, Options: opts}})
 	if err != nil {

@@ -34,6 +34,7 @@ func TestBenchSmoke(t *testing.T) {
 	cfg.InsertN, cfg.DrainN, cfg.DedupN = 200, 200, 200
 	cfg.DedupKeys = 10
 	cfg.LatencyN, cfg.CDCRows = 5, 1000
+	cfg.RetentionN, cfg.RetentionDrainRate, cfg.RetentionDrainFor = 1000, 200, 2*time.Second
 	cfg.Timeout = 2 * time.Minute
 	var out bytes.Buffer
 	if err := runOn(ctx, srv, cfg, &out); err != nil {
@@ -49,11 +50,13 @@ func TestBenchSmoke(t *testing.T) {
 		"| no-op drain of 200, distinct keys, SyncManager (tasks/s) |",
 		"| no-op drain of 200 after idle (tasks/s) |",
 		"| dedup burst, 200 on 10 keys (tasks retired/s) |",
-		"(10 runs)",
+		"(10 runs",
 		"| p50 |",
 		"| p99 |",
 		"| first sync: tasks emitted/s |",
 		"| diff, 1% changed: source rows/s |",
+		"| 1000 finished tasks past retention: deleted/s |",
+		"| finished rows in the table during the drain",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)

@@ -2,7 +2,9 @@
 // one run: bulk insert rate; no-op drain throughput with per-key dedup on,
 // through raw Claim/Finish workers and through a SyncManager; the same drain
 // right after the queue went idle and was vacuumed; and (esync only) a dedup
-// burst of many tasks on few keys.
+// burst of many tasks on few keys; and (esync only) CDC and retention: the
+// rate at which finished tasks are deleted, and that the table of finished
+// tasks stays bounded while a steady drain runs.
 //
 // It starts a throwaway PostgreSQL through queuetest (or uses DATABASE_URL),
 // makes one database for esync and one for River on that server, and runs
@@ -35,9 +37,12 @@ type config struct {
 	ManagerConcurrency int           // tasks the SyncManager drain runs at once
 	LatencyN           int           // single tasks timed per latency round
 	CDCRows            int           // rows of the CDC source table
+	RetentionN         int           // finished tasks past retention for the deletion rate
+	RetentionDrainRate int           // tasks/s added during the retention drain
+	RetentionDrainFor  time.Duration // how long the retention drain runs
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
-	Only               string        // "" for everything, "cdc" for the CDC measurement alone
+	Only               string        // "" for everything, "cdc" or "retention" for that measurement alone
 }
 
 // defaultConfig is what `go run .` measures.
@@ -55,6 +60,9 @@ func defaultConfig() config {
 		ManagerConcurrency: 1000,
 		LatencyN:           200,
 		CDCRows:            200_000,
+		RetentionN:         200_000,
+		RetentionDrainRate: 6_000,
+		RetentionDrainFor:  30 * time.Second,
 		Timeout:            5 * time.Minute,
 	}
 }
@@ -71,9 +79,12 @@ func main() {
 	flag.IntVar(&cfg.ManagerConcurrency, "manager-concurrency", cfg.ManagerConcurrency, "tasks the SyncManager drain runs at once")
 	flag.IntVar(&cfg.LatencyN, "latency-n", cfg.LatencyN, "single tasks timed per latency round")
 	flag.IntVar(&cfg.CDCRows, "cdc-rows", cfg.CDCRows, "rows of the CDC source table (a multiple of 100)")
+	flag.IntVar(&cfg.RetentionN, "retention-n", cfg.RetentionN, "finished tasks past retention that the retention measurement deletes")
+	flag.IntVar(&cfg.RetentionDrainRate, "retention-drain-rate", cfg.RetentionDrainRate, "tasks/s added during the retention drain")
+	flag.DurationVar(&cfg.RetentionDrainFor, "retention-drain-for", cfg.RetentionDrainFor, "how long the retention drain runs")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
-	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc"`)
+	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc" or "retention"`)
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -124,8 +135,10 @@ func (c config) validate() error {
 		return fmt.Errorf("-latency-n must be at least 1 and -cdc-rows at least 100")
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout must be positive")
-	case c.Only != "" && c.Only != "cdc":
-		return fmt.Errorf(`-only takes "cdc" (or nothing)`)
+	case c.RetentionN < 1 || c.RetentionDrainRate < 1 || c.RetentionDrainFor <= 0:
+		return fmt.Errorf("-retention-n and -retention-drain-rate must be at least 1, -retention-drain-for positive")
+	case c.Only != "" && c.Only != "cdc" && c.Only != "retention":
+		return fmt.Errorf(`-only takes "cdc" or "retention" (or nothing)`)
 	}
 	return nil
 }

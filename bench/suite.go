@@ -137,8 +137,11 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 		return err
 	}
 	printHeader(w, cfg, env)
-	if cfg.Only == "cdc" {
+	switch cfg.Only {
+	case "cdc":
 		return runCDC(ctx, srv, cfg, w)
+	case "retention":
+		return runRetention(ctx, srv, cfg, w)
 	}
 	ms := metrics(cfg, freshDatabases{srv: srv, cfg: cfg})
 	if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {
@@ -148,7 +151,10 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 	if err := runLatency(ctx, srv, cfg, w); err != nil {
 		return err
 	}
-	return runCDC(ctx, srv, cfg, w)
+	if err := runCDC(ctx, srv, cfg, w); err != nil {
+		return err
+	}
+	return runRetention(ctx, srv, cfg, w)
 }
 
 // runRounds measures every metric once per round, esync and River back to

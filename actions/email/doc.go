@@ -15,6 +15,12 @@
 //		Text:    "Hello Ann",
 //	})
 //
+// Enqueue stores the task under the key "email:" + key (see Key): the queue
+// lets only the newest pending task of a key run, across task names, and the
+// prefix keeps an email keyed "welcome:42" from being superseded by another
+// service's task keyed "welcome:42". A newer email with the same key does
+// replace a pending one, so key an email by what should be sent once.
+//
 // Results: a 2xx answer is DONE; 400, 401, 403, 413, any other 4xx and
 // redirects are FAILED with SendGrid's error text; 408, 429, 5xx, timeouts
 // and network errors are RETRY, no sooner than the Retry-After header (or,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/esync/queue"
 	"github.com/esync/queue/actions/email"
@@ -26,7 +27,7 @@ func TestEnqueueThenSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if task.Name != email.TaskName || task.Key != "order:42" || task.MaxAttempts != 3 {
+	if task.Name != email.TaskName || task.Key != "email:order:42" || task.MaxAttempts != 3 {
 		t.Fatalf("stored task %q %q max %d", task.Name, task.Key, task.MaxAttempts)
 	}
 	f := newFakeSendGrid(t, nil)
@@ -106,7 +107,48 @@ func TestEnqueueTx(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := tm.Count(ctx, queue.TaskFilter{Name: email.TaskName, Key: "k"}); n != 1 {
+	if n, _ := tm.Count(ctx, queue.TaskFilter{Name: email.TaskName, Key: "email:k"}); n != 1 {
 		t.Fatalf("%d tasks after commit, want 1", n)
+	}
+}
+
+// An email's key is namespaced: a CRM task keyed like it does not supersede
+// it (dedup is scoped by key across names), while a newer email with the
+// same key does.
+func TestEnqueueKeyCannotCollide(t *testing.T) {
+	ctx := context.Background()
+	d := queuetest.NewDriver(t)
+	tm := queue.NewTaskManager(d)
+	older, err := email.Enqueue(ctx, tm, "customer:42", simplePayload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail, err := email.Enqueue(ctx, tm, "customer:42", simplePayload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm, err := tm.Add(ctx, "crm.update", "customer:42", map[string]any{"name": "Ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := email.Enqueue(ctx, tm, "email:x", simplePayload()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := tm.Count(ctx, queue.TaskFilter{Key: "email:x"}); n != 1 {
+		t.Fatal(`a key already starting with "email:" got a second prefix`)
+	}
+	claimed, err := d.Claim(ctx, queue.ClaimParams{Names: []string{email.TaskName, "crm.update"}, Limit: 10, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]bool{}
+	for _, c := range claimed {
+		got[c.ID] = true
+	}
+	if !got[mail] || !got[crm] || got[older] {
+		t.Fatalf("claimed %v; want the newer email %d and the CRM task %d, not the superseded email %d", got, mail, crm, older)
+	}
+	if task, _ := tm.Get(ctx, older); task.State != queue.TaskSuperseded || task.SupersededBy != mail {
+		t.Fatalf("older email is %s superseded by %d, want SUPERSEDED by the newer email %d", task.State, task.SupersededBy, mail)
 	}
 }

@@ -145,7 +145,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		return fmt.Errorf("enqueue with an invalid address: got %v, want an error wrapping email.ErrInvalidPayload", err)
 	}
 	say("refused %s: %v", badKey, err)
-	if n, err := tm.Count(ctx, queue.TaskFilter{Key: badKey}); err != nil || n != 0 {
+	if n, err := tm.Count(ctx, queue.TaskFilter{Key: email.Key(badKey)}); err != nil || n != 0 {
 		return fmt.Errorf("refused payload: %d tasks with key %s (err %v), want none", n, badKey, err)
 	}
 
@@ -256,7 +256,7 @@ func verify(mails []outbox, tasks []queue.Task, sendgrid *SendGridServer, key st
 		if n := sendgrid.Attempts(to); n != wantAttempts {
 			fail("%s reached SendGrid %d times, want %d", m.key, n, wantAttempts)
 		}
-		if t := byKey[m.key]; t.Attempt != wantAttempts {
+		if t := byKey[email.Key(m.key)]; t.Attempt != wantAttempts {
 			fail("task %s ran %d times, want %d", m.key, t.Attempt, wantAttempts)
 		}
 	}
