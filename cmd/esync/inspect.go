@@ -121,7 +121,23 @@ func showTasks(cmd *cobra.Command, tm *queue.TaskManager, ids []int64) error {
 		if err != nil {
 			return err
 		}
-		if err := enc.Encode(taskJSON(t)); err != nil {
+		out := taskJSON(t)
+		// The supersede chain: the older tasks of the key that this one
+		// replaced (superseded_by says which replaced this one).
+		older, err := tm.List(cmd.Context(), queue.TaskFilter{Key: t.Key, States: []queue.TaskState{queue.TaskSuperseded}})
+		if err != nil {
+			return err
+		}
+		var supersedes []int64
+		for _, o := range older {
+			if o.SupersededBy == t.ID {
+				supersedes = append(supersedes, o.ID)
+			}
+		}
+		if len(supersedes) > 0 {
+			out["supersedes"] = supersedes
+		}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	}

@@ -113,7 +113,7 @@ func testHelp(t *testing.T, bin string) {
 	for _, c := range root.Commands() {
 		names = append(names, c.Name())
 	}
-	for _, want := range []string{"migrate", "enqueue", "inspect", "counts", "cancel", "retry", "completion", "help"} {
+	for _, want := range []string{"migrate", "enqueue", "inspect", "counts", "cancel", "retry", "pause", "resume", "streams", "processes", "completion", "help"} {
 		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
 			t.Errorf("no %s command among %v", want, names)
 		}
@@ -162,7 +162,7 @@ func testUsageErrors(t *testing.T, bin string) {
 		args  []string
 		want  []string
 	}{
-		{"", []string{"frobnicate"}, []string{`unknown command "frobnicate"`, "valid commands: cancel, completion, counts, enqueue, help, inspect, migrate, retry"}},
+		{"", []string{"frobnicate"}, []string{`unknown command "frobnicate"`, "valid commands: cancel, completion, counts, enqueue, help, inspect, migrate, pause, processes, resume, retry, streams"}},
 		{"", []string{"migrat"}, []string{`unknown command "migrat"`, `did you mean "migrate"`}},
 		{"", []string{"help", "nosuch"}, []string{`unknown command "nosuch"`, "valid commands:"}},
 		{"", []string{"--frob", "counts"}, []string{"unknown flag: --frob", "--dsn"}},
@@ -176,8 +176,8 @@ func testUsageErrors(t *testing.T, bin string) {
 		{"", []string{"inspect", "x"}, []string{`task ID "x" is not a positive number`}},
 		{"", []string{"inspect", "--key", "k", "3"}, []string{"not both"}},
 		{"", []string{"retry", "0"}, []string{`task ID "0"`}},
-		{"", []string{"retry"}, []string{"one or more task IDs"}},
-		{"", []string{"cancel"}, []string{"task IDs or --key"}},
+		{"", []string{"retry"}, []string{"needs task IDs or --name/--state/--key"}},
+		{"", []string{"cancel"}, []string{"needs task IDs, --key KEY or --name/--state"}},
 		{"", []string{"enqueue", "only-name"}, []string{"NAME, KEY and optionally DATA"}},
 		{"", []string{"enqueue", "job", "k", `{"name": "Ada",}`}, []string{"task data is not valid JSON: line 1, column 16"}},
 		{"{\n\"a\": 1\n\"b\": 2}", []string{"enqueue", "job", "k", "-"}, []string{"task data from stdin is not valid JSON: line 3, column 1"}},
