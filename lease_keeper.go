@@ -132,7 +132,9 @@ func (k *leaseKeeper) extend(ctx context.Context) {
 		return
 	}
 	sent := time.Now()
-	callCtx, cancel := context.WithTimeout(ctx, k.m.cfg.lease/3)
+	// Up to half the lease: the ticks go on meanwhile, and a slow
+	// extension that succeeds is worth more than one cut short.
+	callCtx, cancel := context.WithTimeout(ctx, k.m.cfg.lease/2)
 	lost, err := k.m.driver.ExtendLeases(callCtx, leases, k.m.cfg.lease)
 	cancel()
 	if err != nil {
