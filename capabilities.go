@@ -54,6 +54,14 @@ type CancelWatcher interface {
 	CancelRequested(ctx context.Context, ids []int64) ([]int64, error)
 }
 
+// StreamLimiter keeps the cluster-wide limits of streams: run permits per
+// window (WithRateLimit) and holding a stream after a Retry-After
+// (PauseOnRetryAfter). It is required by streams configured with either.
+type StreamLimiter interface {
+	TakeRunPermits(ctx context.Context, stream string, n, limit int, per time.Duration) (granted int, windowEnds time.Time, err error)
+	HoldStream(ctx context.Context, stream string, until time.Time) error
+}
+
 // StreamPauser pauses and resumes streams cluster-wide (PostgresDriver's
 // PauseStream, ResumeStream, PausedStreams, StreamPaused). Optional: without
 // it streams cannot be paused.
@@ -82,6 +90,9 @@ func (m *SyncManager) checkCapabilities() error {
 	for _, s := range m.streams {
 		if _, ok := m.driver.(ExclusiveLocker); !ok && s.exclusive {
 			return missing("TryExclusive", fmt.Sprintf("stream %q is Exclusive", s.name))
+		}
+		if _, ok := m.driver.(StreamLimiter); !ok && (s.rateLimit > 0 || s.holdOnRetryAfter) {
+			return missing("TakeRunPermits and HoldStream", fmt.Sprintf("stream %q has a cluster-wide limit", s.name))
 		}
 	}
 	return nil

@@ -50,10 +50,10 @@ func (n sqlNames) render(name, text string) string {
 // postgresQueries is every statement the driver runs, rendered once for its
 // schema and table.
 type postgresQueries struct {
-	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished  string
-	get, list, listNewest, count, countByState, cancel, cancelKey, retry string
-	cancelUnhandled, scheduleRun, cdcSynced                              string
-	cancelRequested, pauseStream, resumeStream, pausedStreams            string
+	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished                string
+	get, list, listNewest, count, countByState, cancel, cancelKey, retry               string
+	cancelUnhandled, scheduleRun, cdcSynced                                            string
+	takePermits, holdStream, cancelRequested, pauseStream, resumeStream, pausedStreams string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -75,7 +75,8 @@ FROM ins`),
 		// A claim for a paused stream ($4) takes nothing: LIMIT 0 ends the
 		// claim's walk before it reads a row.
 		claim: n.render("claim", `SELECT `+taskColumns+` FROM {{.QObj "claim"}}($1,
-	CASE WHEN $4 <> '' AND EXISTS (SELECT 1 FROM {{.QObj "paused_streams"}} WHERE stream = $4) THEN 0 ELSE $2 END,
+	CASE WHEN $4 <> '' AND (EXISTS (SELECT 1 FROM {{.QObj "paused_streams"}} WHERE stream = $4)
+		OR EXISTS (SELECT 1 FROM {{.QObj "stream_limits"}} WHERE stream = $4 AND held_until > now())) THEN 0 ELSE $2 END,
 	make_interval(secs => $3))`),
 
 		// A RETRY of a task that has used its attempts becomes FAILED. READY
@@ -123,6 +124,28 @@ SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`)
 		// holders' fault, and the holders get a lease to renew them.
 		cancelRequested: n.render("cancelRequested", `
 SELECT id FROM {{.Table}} WHERE id = ANY ($1::bigint[]) AND state = 'IN PROGRESS' AND cancel_requested_at IS NOT NULL`),
+
+		// Up to $2 run permits of stream $1 within its window of $4
+		// seconds (aligned to multiples of it) allowing $3 runs: how many
+		// were granted and when the window ends.
+		takePermits: n.render("takePermits", `
+WITH w AS (
+	SELECT to_timestamp(floor(extract(epoch FROM now()) / $4::float8) * $4::float8) AS start
+), p AS (SELECT $2::int AS n, $3::int AS lim)
+INSERT INTO {{.QObj "stream_limits"}} AS l (stream, window_start, used, last_grant)
+SELECT $1, w.start, least(p.n, p.lim), least(p.n, p.lim) FROM w, p
+ON CONFLICT (stream) DO UPDATE
+SET last_grant = least($2::int, greatest($3::int - CASE WHEN l.window_start = excluded.window_start THEN l.used ELSE 0 END, 0)),
+	used = CASE WHEN l.window_start = excluded.window_start THEN l.used ELSE 0 END
+		+ least($2::int, greatest($3::int - CASE WHEN l.window_start = excluded.window_start THEN l.used ELSE 0 END, 0)),
+	window_start = excluded.window_start
+RETURNING l.last_grant, date_part('epoch', l.window_start + make_interval(secs => $4::float8))`),
+
+		// Holds stream $1 on every process until $2 (a far side's
+		// Retry-After), unless it is held longer already.
+		holdStream: n.render("holdStream", `
+INSERT INTO {{.QObj "stream_limits"}} AS l (stream, held_until) VALUES ($1, to_timestamp($2))
+ON CONFLICT (stream) DO UPDATE SET held_until = greatest(l.held_until, excluded.held_until)`),
 
 		pauseStream: n.render("pauseStream", `
 WITH p AS (

@@ -20,6 +20,10 @@ type stream struct {
 	concurrency int
 	exclusive   bool
 	names       []string // task names that run in this stream
+	// rateLimit runs per ratePer across the cluster (0: no limit).
+	rateLimit        int
+	ratePer          time.Duration
+	holdOnRetryAfter bool // a run asking for a Retry-After holds the stream cluster-wide
 
 	slots      chan struct{} // a send takes a slot, a receive frees one
 	wake       chan struct{} // nudges an idle loop
@@ -50,6 +54,22 @@ func WithConcurrency(n int) StreamOption {
 // take over when it goes away.
 func Exclusive() StreamOption {
 	return func(s *stream) { s.exclusive = true }
+}
+
+// WithRateLimit lets a stream start at most n runs per period across every
+// process sharing the queue (a CRM's request quota, say): windows of the
+// period, aligned to its multiples, each allow n runs. Tasks claimed beyond
+// the window's permits go back to the queue unrun and the stream waits for
+// the next window.
+func WithRateLimit(n int, per time.Duration) StreamOption {
+	return func(s *stream) { s.rateLimit, s.ratePer = n, per }
+}
+
+// PauseOnRetryAfter makes a run that asks for a wait (queue.RetryAfter, as
+// the built-in email and webhook actions do on a 429 with Retry-After) hold
+// its whole stream on every process until then, not only its own task.
+func PauseOnRetryAfter() StreamOption {
+	return func(s *stream) { s.holdOnRetryAfter = true }
 }
 
 // maxClaimers bounds the claim loops of one stream. Two keep the database
@@ -181,6 +201,10 @@ func (s *stream) claimLoop(ctx context.Context) {
 			cancel()
 			m.returnBudget(granted - len(tasks))
 		}
+		var windowEnds time.Time
+		if s.rateLimit > 0 && len(tasks) > 0 {
+			tasks, windowEnds = s.permit(ctx, tasks)
+		}
 		for i := len(tasks); i < n; i++ {
 			s.freeSlot()
 		}
@@ -201,6 +225,12 @@ func (s *stream) claimLoop(ctx context.Context) {
 			continue
 		}
 		s.faults.ok()
+		if !windowEnds.IsZero() { // the window's permits are used up
+			if !s.wait(ctx, time.Until(windowEnds)) {
+				return
+			}
+			continue
+		}
 		if len(tasks) > 0 {
 			s.emptyAtGen.Store(-1)
 			continue
@@ -297,4 +327,40 @@ func (s *stream) releaseExclusive(ctx context.Context) error {
 		return fmt.Errorf("stream %q: release exclusive lock: %w", s.name, err)
 	}
 	return nil
+}
+
+// permit takes run permits for claimed tasks from the stream's cluster-wide
+// rate limit. Tasks beyond the permits granted go back to the queue unrun;
+// then it returns when the window ends, for the stream to wait that long.
+func (s *stream) permit(ctx context.Context, tasks []ClaimedTask) ([]ClaimedTask, time.Time) {
+	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	granted, ends, err := s.m.driver.(StreamLimiter).TakeRunPermits(callCtx, s.name, len(tasks), s.rateLimit, s.ratePer)
+	if err != nil {
+		s.faults.fail(err)
+		granted, ends = 0, time.Now().Add(s.m.cfg.pollInterval)
+	}
+	if granted >= len(tasks) {
+		return tasks, time.Time{}
+	}
+	back := make([]Completion, 0, len(tasks)-granted)
+	for _, t := range tasks[granted:] {
+		back = append(back, Completion{Lease: t.Lease, State: TaskReady, Message: "released unrun: the stream's rate limit was reached"})
+	}
+	if _, err := s.m.driver.Finish(callCtx, back); err != nil {
+		// Their leases expire and they are rescued.
+		s.m.report(fmt.Errorf("stream %q: release tasks beyond the rate limit: %w", s.name, err))
+	}
+	s.m.returnBudget(len(back))
+	return tasks[:granted], ends
+}
+
+// hold keeps every process from claiming the stream's tasks until then: a
+// run was asked to wait by the far side the stream talks to.
+func (s *stream) hold(until time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	if err := s.m.driver.(StreamLimiter).HoldStream(ctx, s.name, until); err != nil {
+		s.m.report(fmt.Errorf("stream %q: hold until %s: %w", s.name, until.Format(time.RFC3339), err))
+	}
 }

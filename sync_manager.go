@@ -158,6 +158,9 @@ func (m *SyncManager) ConfigureStream(name string, opts ...StreamOption) error {
 	if s.concurrency < 1 {
 		return fmt.Errorf("queue: configure stream %q: concurrency must be at least 1", name)
 	}
+	if s.rateLimit < 0 || (s.rateLimit > 0 && s.ratePer < time.Millisecond) {
+		return fmt.Errorf("queue: configure stream %q: WithRateLimit needs n >= 1 and a period of at least 1ms, got %d per %s", name, s.rateLimit, s.ratePer)
+	}
 	return nil
 }
 

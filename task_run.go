@@ -78,6 +78,14 @@ func (r *taskRun) finish(o outcome, returned time.Time) {
 	case errors.Is(cause, errShutdown) && c.State == TaskRetry:
 		c = Completion{Lease: r.ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished: " + c.Message}
 	}
+	if r.s.holdOnRetryAfter && c.State == TaskRetry {
+		r.notes.mu.Lock()
+		wait := r.notes.retryAfter
+		r.notes.mu.Unlock()
+		if wait > 0 {
+			r.s.hold(returned.Add(wait))
+		}
+	}
 	r.logFinished(c, returned.Sub(r.started))
 	r.s.running.Add(-1)
 	r.s.freeSlot()
