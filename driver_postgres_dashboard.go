@@ -752,3 +752,41 @@ func (d *PostgresDriver) DashboardRunningByName(ctx context.Context) (map[string
 	}
 	return out, nil
 }
+
+// The dashboard shows the following when the driver can say (the methods
+// named in package web's capability interfaces). They are what a process
+// registry, stream controls and schedule bookkeeping know; this file only
+// names their shapes.
+
+// DashboardProcess is one running process of the queue, as a registry
+// knows it.
+type DashboardProcess struct {
+	ID        string
+	Host      string
+	PID       int
+	Names     []string // task names it handles
+	Streams   []string // streams it runs
+	Started   time.Time
+	Heartbeat time.Time // last sign of life
+}
+
+// DashboardStream is one stream as the processes running it report it.
+type DashboardStream struct {
+	Name        string
+	Concurrency int
+	Running     int
+	Paused      bool
+	Exclusive   bool
+	RateLimit   string // "" when the stream has none
+	Names       []string
+}
+
+// DashboardSchedule is what is known of one schedule's spec and firings.
+type DashboardSchedule struct {
+	Name       string
+	Spec       string // interval or cron spec
+	Stream     string
+	LastFired  time.Time
+	LastResult string // "" until it has fired
+	NextFiring time.Time
+}
