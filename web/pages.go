@@ -15,7 +15,7 @@ import (
 // overviewData is the overview page.
 type overviewData struct {
 	Names       []nameCounts
-	Totals      map[queue.TaskState]int
+	Totals      map[string]int
 	Chart       template.HTML
 	DoneHour    int
 	FailedHour  int
@@ -40,14 +40,14 @@ func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		d.failRead(w, r, "task counts", err)
 		return
 	}
-	data := overviewData{Totals: map[queue.TaskState]int{}}
+	data := overviewData{Totals: map[string]int{}}
 	byName := map[string]map[queue.TaskState]int{}
 	for _, c := range counts {
 		if byName[c.Name] == nil {
 			byName[c.Name] = map[queue.TaskState]int{}
 		}
 		byName[c.Name][c.State] += c.Count
-		data.Totals[c.State] += c.Count
+		data.Totals[string(c.State)] += c.Count
 	}
 	for name, m := range byName {
 		data.Names = append(data.Names, nameCounts{name, m})
