@@ -297,8 +297,9 @@ func TestReadOnlyRefusesActions(t *testing.T) {
 	// The cookie from the page above; the token of a writable dashboard
 	// would not be accepted either, but read-only refuses before it looks.
 	for _, path := range []string{fmt.Sprintf("/tasks/%d/retry", id), fmt.Sprintf("/tasks/%d/cancel", id), "/tasks/bulk"} {
-		if status, _, _ := f.post(t, path, url.Values{"csrf": {"anything"}, "action": {"retry"}, "up_to": {"99"}, "confirm": {"yes"}}); status != http.StatusForbidden {
-			t.Errorf("POST %s: %d, want 403", path, status)
+		status, body, _ := f.post(t, path, url.Values{"csrf": {"anything"}, "action": {"retry"}, "up_to": {"99"}, "confirm": {"yes"}})
+		if status != http.StatusForbidden || !strings.Contains(body, "This dashboard is read-only") {
+			t.Errorf("POST %s: %d, want 403 saying the dashboard is read-only\n%s", path, status, body)
 		}
 	}
 	if s := f.state(t, id); s != queue.TaskFailed {
