@@ -309,11 +309,11 @@ type NameStateCount struct {
 	Count int
 }
 
-// DashboardCounts counts tasks per name and state: all pending, running,
-// FAILED and CANCELLED tasks, and the DONE and SUPERSEDED tasks that
-// finished since the given time (finished tasks pile up until retention
-// removes them; counting them all would read the whole table).
-func (d *PostgresDriver) DashboardCounts(ctx context.Context, finishedSince time.Time) ([]NameStateCount, error) {
+// DashboardCounts counts the tasks that are pending, running, FAILED or
+// CANCELLED, per name and state. (Tasks that end DONE or SUPERSEDED pile up
+// until retention removes them; counting them all would read the whole
+// table. DashboardFinished counts those of the last minutes.)
+func (d *PostgresDriver) DashboardCounts(ctx context.Context) ([]NameStateCount, error) {
 	var out []NameStateCount
 	err := d.dashboardRead(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, d.names.render("dashboardCounts", `
@@ -323,10 +323,7 @@ UNION ALL
 SELECT task_name, state, count(*) FROM {{.Table}} WHERE state = 'IN PROGRESS' GROUP BY 1, 2
 UNION ALL
 SELECT task_name, state, count(*) FROM {{.Table}} WHERE state IN ('FAILED', 'CANCELLED') GROUP BY 1, 2
-UNION ALL
-SELECT task_name, state, count(*) FROM {{.Table}}
-WHERE finished_at >= $1 AND state IN ('DONE', 'SUPERSEDED') GROUP BY 1, 2
-ORDER BY 1, 2`), finishedSince)
+ORDER BY 1, 2`))
 		if err != nil {
 			return err
 		}
@@ -348,44 +345,50 @@ ORDER BY 1, 2`), finishedSince)
 	return out, nil
 }
 
-// MinuteCount is how many tasks finished DONE and FAILED in one minute.
-type MinuteCount struct {
+// FinishedCount is how many tasks of one name reached one final state in
+// one minute.
+type FinishedCount struct {
 	Minute time.Time
-	Done   int
-	Failed int
+	Name   string
+	State  TaskState
+	Count  int
 }
 
-// DashboardThroughput counts the tasks that finished DONE or FAILED in
-// each minute since the given time, oldest minute first; minutes without
-// any are left out.
-func (d *PostgresDriver) DashboardThroughput(ctx context.Context, since time.Time) ([]MinuteCount, error) {
-	var out []MinuteCount
-	err := d.dashboardRead(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, d.names.render("dashboardThroughput", `
-SELECT date_part('epoch', date_trunc('minute', finished_at)),
-	count(*) FILTER (WHERE state = 'DONE'), count(*) FILTER (WHERE state = 'FAILED')
+// DashboardFinished counts the tasks that reached a final state in each
+// minute from the minute of since on, per name and state, and returns the
+// database's clock (minutes are the database's). Its cost grows with the
+// tasks finished in that time: ask for the minutes not seen yet.
+func (d *PostgresDriver) DashboardFinished(ctx context.Context, since time.Time) (counts []FinishedCount, now time.Time, err error) {
+	err = d.dashboardRead(ctx, func(tx *sql.Tx) error {
+		var at float64
+		if err := tx.QueryRowContext(ctx, `SELECT date_part('epoch', now())`).Scan(&at); err != nil {
+			return err
+		}
+		now = epochTime(at)
+		rows, err := tx.QueryContext(ctx, d.names.render("dashboardFinished", `
+SELECT date_part('epoch', date_trunc('minute', finished_at)), task_name, state, count(*)
 FROM {{.Table}}
-WHERE finished_at >= $1 AND state IN ('DONE', 'FAILED')
-GROUP BY 1 ORDER BY 1`), since)
+WHERE finished_at >= date_trunc('minute', $1::timestamptz)
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`), since)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var m MinuteCount
-			var at float64
-			if err := rows.Scan(&at, &m.Done, &m.Failed); err != nil {
+			var c FinishedCount
+			var state string
+			if err := rows.Scan(&at, &c.Name, &state, &c.Count); err != nil {
 				return err
 			}
-			m.Minute = epochTime(at)
-			out = append(out, m)
+			c.Minute, c.State = epochTime(at), TaskState(state)
+			counts = append(counts, c)
 		}
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queue: throughput for the dashboard: %w", err)
+		return nil, time.Time{}, fmt.Errorf("queue: finished tasks for the dashboard: %w", err)
 	}
-	return out, nil
+	return counts, now, nil
 }
 
 // DashboardOldestDue returns the first due pending task in queue order and

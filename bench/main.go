@@ -37,7 +37,9 @@ type config struct {
 	CDCRows            int           // rows of the CDC source table
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
-	Only               string        // "" for everything, "cdc" for the CDC measurement alone
+	Only               string        // "" for everything, "cdc" or "dashboard" for that measurement alone
+	DashboardTasks     int           // tasks in the queue behind the dashboard's pages
+	DashboardRequests  int           // timed requests per dashboard page
 }
 
 // defaultConfig is what `go run .` measures.
@@ -56,6 +58,8 @@ func defaultConfig() config {
 		LatencyN:           200,
 		CDCRows:            200_000,
 		Timeout:            5 * time.Minute,
+		DashboardTasks:     1_000_000,
+		DashboardRequests:  20,
 	}
 }
 
@@ -73,7 +77,9 @@ func main() {
 	flag.IntVar(&cfg.CDCRows, "cdc-rows", cfg.CDCRows, "rows of the CDC source table (a multiple of 100)")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
-	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc"`)
+	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc", or "dashboard" (not part of the full run)`)
+	flag.IntVar(&cfg.DashboardTasks, "dashboard-tasks", cfg.DashboardTasks, "tasks in the queue behind the dashboard's pages (-only dashboard)")
+	flag.IntVar(&cfg.DashboardRequests, "dashboard-requests", cfg.DashboardRequests, "timed requests per dashboard page (-only dashboard)")
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -124,8 +130,10 @@ func (c config) validate() error {
 		return fmt.Errorf("-latency-n must be at least 1 and -cdc-rows at least 100")
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout must be positive")
-	case c.Only != "" && c.Only != "cdc":
-		return fmt.Errorf(`-only takes "cdc" (or nothing)`)
+	case c.Only != "" && c.Only != "cdc" && c.Only != "dashboard":
+		return fmt.Errorf(`-only takes "cdc" or "dashboard" (or nothing)`)
+	case c.DashboardTasks < 1000 || c.DashboardRequests < 1:
+		return fmt.Errorf("-dashboard-tasks must be at least 1000 and -dashboard-requests at least 1")
 	}
 	return nil
 }

@@ -137,8 +137,11 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 		return err
 	}
 	printHeader(w, cfg, env)
-	if cfg.Only == "cdc" {
+	switch cfg.Only {
+	case "cdc":
 		return runCDC(ctx, srv, cfg, w)
+	case "dashboard":
+		return runDashboard(ctx, srv, cfg, w)
 	}
 	ms := metrics(cfg, freshDatabases{srv: srv, cfg: cfg})
 	if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {

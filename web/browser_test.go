@@ -215,19 +215,19 @@ func TestBrowserLoadsEveryPage(t *testing.T) {
 		t.Errorf("last message %q", s)
 	}
 
-	for path, want := range map[string][2]string{
-		"/streams":   {"#no-streams", "does not record its streams"},
-		"/schedules": {"#schedules", "crm/reconcile@1h"},
-		"/cdc":       {"#cdc", "customers"},
-		"/processes": {"#no-registry", "no process registry"},
+	for _, p := range []struct{ path, heading, sel, want string }{
+		{"/streams", "Streams", "#no-streams", "does not record its streams"},
+		{"/schedules", "Schedules", "#schedules", "crm/reconcile@1h"},
+		{"/cdc", "CDC controllers", "#cdc", "customers"},
+		{"/processes", "Processes", "#no-registry", "no process registry"},
 	} {
-		run(t, tab, chromedp.Navigate(base+path))
-		if s := text(t, tab, want[0]); !strings.Contains(s, want[1]) {
-			t.Errorf("%s: %s says %q, want %q", path, want[0], s, want[1])
+		run(t, tab, chromedp.Navigate(base+p.path))
+		if s := text(t, tab, "h1"); s != p.heading {
+			t.Errorf("%s: heading %q, want %q", p.path, s, p.heading)
 		}
-	}
-	if s := text(t, tab, "h1"); s != "Processes" {
-		t.Errorf("processes heading %q", s)
+		if s := text(t, tab, p.sel); !strings.Contains(s, p.want) {
+			t.Errorf("%s: %s says %q, want %q", p.path, p.sel, s, p.want)
+		}
 	}
 	run(t, tab, chromedp.Navigate(base+"/cdc"))
 	if s := text(t, tab, "#cdc td.pending"); s != "2" {

@@ -12,18 +12,24 @@ import (
 // throughputChart draws the last hour as 60 bars, one per minute: tasks
 // that finished DONE in green with those that ended FAILED stacked on top
 // in red. It is inline SVG built from numbers only.
-func throughputChart(minutes []queue.MinuteCount, now time.Time) template.HTML {
+func throughputChart(finished []queue.FinishedCount, now time.Time) template.HTML {
 	const bars, barW, gap, height, top = 60, 9, 1, 100, 14
 	start := now.Truncate(time.Minute).Add(-(bars - 1) * time.Minute)
 	done, failed := make([]int, bars), make([]int, bars)
 	peak := 1
-	for _, m := range minutes {
-		i := int(m.Minute.Sub(start) / time.Minute)
+	for _, c := range finished {
+		i := int(c.Minute.Sub(start) / time.Minute)
 		if i < 0 || i >= bars {
 			continue
 		}
-		done[i] += m.Done
-		failed[i] += m.Failed
+		switch c.State {
+		case queue.TaskDone:
+			done[i] += c.Count
+		case queue.TaskFailed:
+			failed[i] += c.Count
+		}
+	}
+	for i := range bars {
 		peak = max(peak, done[i]+failed[i])
 	}
 	width := bars * (barW + gap)

@@ -34,35 +34,45 @@ type nameCounts struct {
 
 func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	now := time.Now()
-	counts, err := d.driver.DashboardCounts(ctx, now.Add(-time.Hour))
+	counts, err := d.driver.DashboardCounts(ctx)
 	if err != nil {
 		d.failRead(w, r, "task counts", err)
 		return
 	}
+	finished, now, err := d.finished.lastHour(ctx, d.driver)
+	if err != nil {
+		d.failRead(w, r, "finished tasks", err)
+		return
+	}
 	data := overviewData{Totals: map[string]int{}}
 	byName := map[string]map[queue.TaskState]int{}
-	for _, c := range counts {
-		if byName[c.Name] == nil {
-			byName[c.Name] = map[queue.TaskState]int{}
+	add := func(name string, state queue.TaskState, n int) {
+		if byName[name] == nil {
+			byName[name] = map[queue.TaskState]int{}
 		}
-		byName[c.Name][c.State] += c.Count
-		data.Totals[string(c.State)] += c.Count
+		byName[name][state] += n
+		data.Totals[string(state)] += n
+	}
+	for _, c := range counts {
+		add(c.Name, c.State, c.Count)
+	}
+	for _, c := range finished {
+		switch c.State {
+		case queue.TaskDone, queue.TaskSuperseded:
+			add(c.Name, c.State, c.Count)
+		}
+		switch c.State {
+		case queue.TaskDone:
+			data.DoneHour += c.Count
+		case queue.TaskFailed:
+			data.FailedHour += c.Count
+		}
 	}
 	for name, m := range byName {
 		data.Names = append(data.Names, nameCounts{name, m})
 	}
 	sort.Slice(data.Names, func(i, j int) bool { return data.Names[i].Name < data.Names[j].Name })
-	minutes, err := d.driver.DashboardThroughput(ctx, now.Add(-time.Hour).Truncate(time.Minute))
-	if err != nil {
-		d.failRead(w, r, "throughput", err)
-		return
-	}
-	for _, m := range minutes {
-		data.DoneHour += m.Done
-		data.FailedHour += m.Failed
-	}
-	data.Chart = throughputChart(minutes, now)
+	data.Chart = throughputChart(finished, now)
 	data.OldestID, data.OldestDue, data.HasDue, err = d.driver.DashboardOldestDue(ctx)
 	if err != nil {
 		d.failRead(w, r, "the oldest due task", err)

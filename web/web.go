@@ -78,6 +78,8 @@ type dashboard struct {
 	pages  map[string]*pageTemplate
 	mux    *http.ServeMux
 	static http.Handler
+
+	finished finishedMinutes
 }
 
 // Handler returns the dashboard for the queue of driver. The driver is used,
