@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -120,28 +121,31 @@ func TestDashboardQueriesUseIndexes(t *testing.T) {
 		}
 	}
 	now := time.Now()
-	// Each filter and the index its list walks.
+	// Each filter and the indexes its list walks.
+	keyIndexes := []string{"key_pending_idx", "key_running_idx", "key_started_idx", "key_unstarted_idx"}
 	filters := map[string]struct {
-		f     queue.TaskListFilter
-		index string
+		f       queue.TaskListFilter
+		index   string
+		indexes []string
 	}{
-		"all":           {queue.TaskListFilter{}, "pkey"},
-		"failed":        {queue.TaskListFilter{State: queue.TaskFailed}, "failed_idx"},
-		"cancelled":     {queue.TaskListFilter{State: queue.TaskCancelled}, "failed_idx"},
-		"ready":         {queue.TaskListFilter{State: queue.TaskReady, Name: "job1"}, "pending_idx"},
-		"in progress":   {queue.TaskListFilter{State: queue.TaskInProgress}, "key_running_idx"},
-		"done":          {queue.TaskListFilter{State: queue.TaskDone}, "pkey"},
-		"superseded":    {queue.TaskListFilter{State: queue.TaskSuperseded}, "pkey"},
-		"name":          {queue.TaskListFilter{Name: "job3"}, "pkey"},
-		"unknown name":  {queue.TaskListFilter{Name: "nope"}, "pkey"},
-		"key":           {queue.TaskListFilter{Key: "crm:customer:29000"}, "key_idx"},
-		"key prefix":    {queue.TaskListFilter{KeyPrefix: "crm:customer:2900"}, "key_idx"},
-		"time":          {queue.TaskListFilter{CreatedAfter: now.Add(-2 * time.Hour), CreatedBefore: now.Add(-time.Hour)}, "pkey"},
-		"page 2":        {queue.TaskListFilter{BeforeID: 15_000, State: queue.TaskFailed}, "failed_idx"},
-		"failed by key": {queue.TaskListFilter{State: queue.TaskFailed, KeyPrefix: "crm:customer:1"}, ""},
+		"all":           {queue.TaskListFilter{}, "pkey", nil},
+		"failed":        {queue.TaskListFilter{State: queue.TaskFailed}, "failed_idx", nil},
+		"cancelled":     {queue.TaskListFilter{State: queue.TaskCancelled}, "failed_idx", nil},
+		"ready":         {queue.TaskListFilter{State: queue.TaskReady, Name: "job1"}, "pending_idx", nil},
+		"in progress":   {queue.TaskListFilter{State: queue.TaskInProgress}, "key_running_idx", nil},
+		"done":          {queue.TaskListFilter{State: queue.TaskDone}, "pkey", nil},
+		"superseded":    {queue.TaskListFilter{State: queue.TaskSuperseded}, "pkey", nil},
+		"name":          {queue.TaskListFilter{Name: "job3"}, "pkey", nil},
+		"unknown name":  {queue.TaskListFilter{Name: "nope"}, "pkey", nil},
+		"key":           {queue.TaskListFilter{Key: "crm:customer:29000"}, "", keyIndexes},
+		"key, failed":   {queue.TaskListFilter{Key: "crm:customer:29000", State: queue.TaskFailed}, "", keyIndexes},
+		"key prefix":    {queue.TaskListFilter{KeyPrefix: "crm:customer:2900"}, "pkey", nil},
+		"time":          {queue.TaskListFilter{CreatedAfter: now.Add(-2 * time.Hour), CreatedBefore: now.Add(-time.Hour)}, "pkey", nil},
+		"page 2":        {queue.TaskListFilter{BeforeID: 15_000, State: queue.TaskFailed}, "failed_idx", nil},
+		"failed by key": {queue.TaskListFilter{State: queue.TaskFailed, KeyPrefix: "crm:customer:1"}, "failed_idx", nil},
 	}
 	for name, c := range filters {
-		var want []string
+		want := c.indexes
 		if c.index != "" {
 			want = append(want, c.index)
 		}
@@ -156,11 +160,12 @@ func TestDashboardQueriesUseIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check("supersede chain", func() error { _, err := d.DashboardSupersedeChain(ctx, task); return err }, "key_idx")
+	check("supersede chain", func() error { _, err := d.DashboardSupersedeChain(ctx, task); return err },
+		"key_started_idx", "key_unstarted_idx")
 	check("lease", func() error { _, _, err := d.DashboardLease(ctx, task.ID); return err })
 	check("cdc", func() error { _, err := d.DashboardCDCControllers(ctx); return err })
 	for _, action := range []queue.BulkAction{queue.BulkRetry, queue.BulkCancel} {
-		f := queue.TaskListFilter{Name: "job0"}
+		f := queue.TaskListFilter{Name: "job0", KeyPrefix: "crm:customer:2"}
 		var p queue.BulkPreview
 		check("bulk preview "+string(action), func() (err error) { p, err = d.DashboardBulkPreview(ctx, action, f); return err })
 		if p.Count == 0 {
@@ -350,5 +355,48 @@ func TestDashboardSupersedeChain(t *testing.T) {
 	c, err = b.driver.DashboardSupersedeChain(b.ctx, winner)
 	if err != nil || len(c.RanInstead) != 0 || len(c.Superseded) != 1 || c.Superseded[0].ID != first {
 		t.Fatalf("chain of the task that ran: %+v %v", c, err)
+	}
+}
+
+func TestDashboardKeyListsEveryStateOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Key k: a task that ran DONE, one superseded before it started, one
+	// cancelled while pending, one that FAILED, one in flight, one pending.
+	var want []int64
+	superseded := b.add(t, "job", "k", nil)
+	done := b.add(t, "job", "k", nil)
+	b.finish(t, b.claimOne(t), queue.TaskDone, 0) // supersedes the first
+	cancelled := b.add(t, "other", "k", nil)
+	if err := b.driver.CancelTask(b.ctx, cancelled, "no"); err != nil {
+		t.Fatal(err)
+	}
+	failed := b.add(t, "job", "k", nil)
+	b.finish(t, b.claimOne(t), queue.TaskFailed, 0)
+	running := b.add(t, "job", "k", nil)
+	b.claimOne(t)
+	pending := b.add(t, "job", "k", nil)
+	b.add(t, "job", "k2", nil) // another key
+	want = []int64{pending, running, failed, cancelled, done, superseded}
+
+	p, err := b.driver.DashboardListTasks(b.ctx, queue.TaskListFilter{Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, task := range p.Tasks {
+		got = append(got, task.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("tasks of key k: %v, want %v", got, want)
+	}
+	// Paged two at a time, the same tasks in the same order.
+	got, _ = listAll(t, b.ctx, b.driver, queue.TaskListFilter{Key: "k", Limit: 2})
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("tasks of key k, paged: %v, want %v", got, want)
+	}
+	p, err = b.driver.DashboardListTasks(b.ctx, queue.TaskListFilter{Key: "k", State: queue.TaskSuperseded})
+	if err != nil || len(p.Tasks) != 1 || p.Tasks[0].ID != superseded {
+		t.Fatalf("superseded task of key k: %v %v", p.Tasks, err)
 	}
 }

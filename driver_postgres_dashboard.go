@@ -100,14 +100,12 @@ func (d *PostgresDriver) DashboardListTasks(ctx context.Context, f TaskListFilte
 	}
 	var page TaskPage
 	err := d.dashboardRead(ctx, func(tx *sql.Tx) error {
-		q, err := d.dashboardSelection(ctx, tx, f)
+		q, err := d.dashboardSelection(ctx, tx, f, true)
 		if err != nil || q.empty {
 			return err
 		}
-		window := fmt.Sprintf("SELECT * FROM %s WHERE %s ORDER BY id DESC LIMIT %d",
-			d.names.Table, q.access, DashboardScanWindow)
 		rows, err := tx.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM (%s) w WHERE %s ORDER BY id DESC LIMIT %d",
-			taskColumns, window, q.filter, limit+1), q.args...)
+			taskColumns, q.window(d.names.Table, "*"), q.filter, limit+1), q.args...)
 		if err != nil {
 			return err
 		}
@@ -130,9 +128,8 @@ func (d *PostgresDriver) DashboardListTasks(ctx context.Context, f TaskListFilte
 		// The page is not full: either the window ran out or the list did.
 		var scanned int
 		var lowest int64
-		err = tx.QueryRowContext(ctx, fmt.Sprintf(
-			"SELECT count(*), coalesce(min(id), 0) FROM (SELECT id FROM %s WHERE %s ORDER BY id DESC LIMIT %d) w",
-			d.names.Table, q.access, DashboardScanWindow), q.args[:q.accessArgs]...).Scan(&scanned, &lowest)
+		err = tx.QueryRowContext(ctx, "SELECT count(*), coalesce(min(id), 0) FROM ("+q.window(d.names.Table, "id")+") w",
+			q.args[:q.accessArgs]...).Scan(&scanned, &lowest)
 		if err != nil {
 			return err
 		}
@@ -148,14 +145,47 @@ func (d *PostgresDriver) DashboardListTasks(ctx context.Context, f TaskListFilte
 	return page, nil
 }
 
-// taskSelection is a filter rendered as SQL: access names the rows the way
-// an index holds them (its arguments come first), filter checks the rest.
+// taskSelection is a filter rendered as SQL. The access path is the union
+// of branches, each naming rows the way one index holds them (their
+// arguments come first); filter checks the rest.
 type taskSelection struct {
-	access, filter string
-	args           []any
-	accessArgs     int
-	empty          bool // no task can match
+	branches   []string
+	filter     string
+	args       []any
+	accessArgs int
+	empty      bool // no task can match
 }
+
+// window selects cols of the newest DashboardScanWindow rows of the access
+// path, newest first.
+func (s taskSelection) window(table, cols string) string {
+	if len(s.branches) == 1 {
+		return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY id DESC LIMIT %d", cols, table, s.branches[0], DashboardScanWindow)
+	}
+	parts := make([]string, len(s.branches))
+	for i, b := range s.branches {
+		parts[i] = fmt.Sprintf("(SELECT %s FROM %s WHERE %s ORDER BY id DESC LIMIT %d)", cols, table, b, DashboardScanWindow)
+	}
+	return fmt.Sprintf("SELECT * FROM (%s) u ORDER BY id DESC LIMIT %d", strings.Join(parts, " UNION ALL "), DashboardScanWindow)
+}
+
+// keyBranches are the tasks of one key as the per-key indexes hold them,
+// one branch per index, every task in exactly one: pending ones
+// (key_pending_idx), the one in flight (key_running_idx), finished ones
+// that started (key_started_idx) and finished ones that never started
+// (key_unstarted_idx, migration 015).
+var keyBranches = []string{
+	`state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED') AND finished_at IS NULL`,
+	`state = 'IN PROGRESS'`,
+	startedFinished,
+	unstartedFinished,
+}
+
+// The finished tasks of a key, started or not; SupersedeChain reads both.
+const (
+	startedFinished   = `(attempts > 0 OR last_attempted > created_at) AND state <> 'IN PROGRESS' AND state NOT IN ('READY', 'RETRY')`
+	unstartedFinished = `state IN ('DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED') AND NOT coalesce(attempts > 0 OR last_attempted > created_at, false)`
+)
 
 // sqlArgs numbers the arguments of a statement being built.
 type sqlArgs struct{ list []any }
@@ -166,27 +196,34 @@ func (a *sqlArgs) add(v any) string {
 }
 
 // dashboardSelection renders f. The access path is chosen by what f names:
-// a key (key_idx), a pending or failed state (pending_idx, failed_idx), a
-// task in flight (key_running_idx), else the primary key. A time range
-// becomes a range of ids, found along the primary key: ids are handed out
-// in the order tasks are added, so the range holds the tasks added in that
-// time (give or take tasks whose adding transaction ran for long).
-func (d *PostgresDriver) dashboardSelection(ctx context.Context, q queryer, f TaskListFilter) (taskSelection, error) {
+// with byKey, an exact key (the per-key indexes, see keyBranches); a
+// pending or failed state (pending_idx, failed_idx); a task in flight
+// (key_running_idx); else the primary key. A key prefix is checked on the
+// rows of that path (no index keeps keys in an order that LIKE can use
+// under every collation, and one that did would cost every task a fifth
+// more WAL). A time range becomes a range of ids, found along the primary
+// key: ids are handed out in the order tasks are added, so the range holds
+// the tasks added in that time (give or take tasks whose adding
+// transaction ran for long).
+func (d *PostgresDriver) dashboardSelection(ctx context.Context, q queryer, f TaskListFilter, byKey bool) (taskSelection, error) {
 	var a sqlArgs
 	var access []string
-	switch {
-	case f.Key != "":
-		access = append(access, `task_key COLLATE "C" = `+a.add(f.Key))
-	case f.KeyPrefix != "":
-		access = append(access, `task_key COLLATE "C" LIKE `+a.add(likePrefix(f.KeyPrefix)))
-	}
-	switch f.State {
-	case TaskReady, TaskRetry:
-		access = append(access, `state IN ('READY', 'RETRY') AND task_name IS NOT NULL`)
-	case TaskFailed, TaskCancelled:
-		access = append(access, `state IN ('FAILED', 'CANCELLED')`)
-	case TaskInProgress:
-		access = append(access, `state = 'IN PROGRESS'`)
+	branches := []string{"true"}
+	if byKey && f.Key != "" {
+		key := a.add(f.Key)
+		branches = nil
+		for _, b := range keyBranches {
+			branches = append(branches, "task_key = "+key+" AND "+b)
+		}
+	} else {
+		switch f.State {
+		case TaskReady, TaskRetry:
+			branches = []string{`state IN ('READY', 'RETRY') AND task_name IS NOT NULL`}
+		case TaskFailed, TaskCancelled:
+			branches = []string{`state IN ('FAILED', 'CANCELLED')`}
+		case TaskInProgress:
+			branches = []string{`state = 'IN PROGRESS'`}
+		}
 	}
 	if f.BeforeID > 0 {
 		access = append(access, "id < "+a.add(f.BeforeID))
@@ -201,11 +238,17 @@ func (d *PostgresDriver) dashboardSelection(ctx context.Context, q queryer, f Ta
 		}
 		access = append(access, "id BETWEEN "+a.add(lo)+" AND "+a.add(hi))
 	}
-	if len(access) == 0 {
-		access = append(access, "true")
+	for i := range branches {
+		branches[i] = strings.Join(append([]string{branches[i]}, access...), " AND ")
 	}
-	sel := taskSelection{access: strings.Join(access, " AND "), accessArgs: len(a.list)}
+	sel := taskSelection{branches: branches, accessArgs: len(a.list)}
 	var filter []string
+	if f.Key != "" && !byKey {
+		filter = append(filter, "task_key = "+a.add(f.Key))
+	}
+	if f.KeyPrefix != "" {
+		filter = append(filter, "task_key LIKE "+a.add(likePrefix(f.KeyPrefix)))
+	}
 	if f.State != "" {
 		filter = append(filter, "state = "+a.add(string(f.State)))
 	}
@@ -443,8 +486,12 @@ func (d *PostgresDriver) DashboardSupersedeChain(ctx context.Context, t Task) (S
 			c.RanInstead = append(c.RanInstead, n)
 			next = n.SupersededBy
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+` FROM `+d.names.Table+`
-WHERE task_key COLLATE "C" = $1 AND id < $2 AND superseded_by = $2 ORDER BY id DESC LIMIT 21`, t.Key, t.ID)
+		branch := func(b string) string {
+			return `(SELECT * FROM ` + d.names.Table + ` WHERE task_key = $1 AND ` + b +
+				` AND id < $2 AND superseded_by = $2 ORDER BY id DESC LIMIT 21)`
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+` FROM (`+branch(startedFinished)+` UNION ALL `+
+			branch(unstartedFinished)+`) s ORDER BY id DESC LIMIT 21`, t.Key, t.ID)
 		if err != nil {
 			return err
 		}
@@ -542,11 +589,13 @@ func (d *PostgresDriver) bulkSelection(ctx context.Context, q queryer, action Bu
 	if upTo > 0 {
 		f.BeforeID = upTo + 1
 	}
-	sel, err := d.dashboardSelection(ctx, q, f)
+	// Pending and failed tasks are few next to finished ones: a key is
+	// checked on them rather than looked up.
+	sel, err := d.dashboardSelection(ctx, q, f, false)
 	if err != nil || sel.empty {
 		return sel, err
 	}
-	sel.access += " AND " + access
+	sel.branches[0] += " AND " + access
 	return sel, nil
 }
 
@@ -563,7 +612,7 @@ func (d *PostgresDriver) DashboardBulkPreview(ctx context.Context, action BulkAc
 			return err
 		}
 		return tx.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(id), 0) FROM %s WHERE %s AND %s",
-			d.names.Table, sel.access, sel.filter), sel.args...).Scan(&p.Count, &p.UpToID)
+			d.names.Table, sel.branches[0], sel.filter), sel.args...).Scan(&p.Count, &p.UpToID)
 	})
 	if err != nil {
 		return BulkPreview{}, fmt.Errorf("queue: preview bulk %s: %w", action, err)
@@ -630,7 +679,7 @@ WITH batch AS (
 	SELECT id FROM {{.Table}} WHERE %s AND %s ORDER BY id DESC LIMIT %d FOR UPDATE SKIP LOCKED
 ), changed AS (%s)
 SELECT (SELECT count(*) FROM batch), (SELECT coalesce(min(id), 0) FROM batch), (SELECT count(*) FROM changed)`,
-			sel.access, sel.filter, dashboardBatch, change))
+			sel.branches[0], sel.filter, dashboardBatch, change))
 		var batched, changed int
 		var lowest int64
 		if err := d.db.QueryRowContext(ctx, stmt, sel.args...).Scan(&batched, &lowest, &changed); err != nil {

@@ -1,10 +1,13 @@
 -- Indexes for the web dashboard's reads.
 --
--- Tasks per key in id order, every state, with the key in byte order: the
--- dashboard's exact key lookup, key prefix search (LIKE 'prefix%' needs
--- the "C" collation to use a b-tree whatever the database's collation is)
--- and the tasks a task superseded (same key, lower id).
-CREATE INDEX IF NOT EXISTS {{.Obj "key_idx"}} ON {{.Table}} (task_key COLLATE "C", id);
+-- Finished tasks that never started (superseded or cancelled while
+-- pending), per key in id order. With key_pending_idx, key_running_idx and
+-- key_started_idx it holds every task of a key, so the dashboard finds a
+-- key's tasks, and the tasks a task superseded, through indexes. Tasks that
+-- run never enter it: it costs the claim and finish nothing.
+CREATE INDEX IF NOT EXISTS {{.Obj "key_unstarted_idx"}} ON {{.Table}} (task_key, id)
+	WHERE state IN ('DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+		AND NOT coalesce(attempts > 0 OR last_attempted > created_at, false);
 -- Tasks that did not succeed, newest first: failures are what an operator
 -- looks for, and usually a sliver of the table. Tasks that end DONE never
 -- enter it.

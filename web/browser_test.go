@@ -191,13 +191,6 @@ func TestBrowserLoadsEveryPage(t *testing.T) {
 	if s := text(t, tab, "#processes-alive"); !strings.Contains(s, "no process registry") {
 		t.Errorf("overview pretends to know processes: %q", s)
 	}
-	if os.Getenv("ESYNC_SCREENSHOT") != "" {
-		run(t, tab, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#counts")))
-		png := eval(t, tab, chromedp.FullScreenshot(90))
-		if err := os.WriteFile(os.Getenv("ESYNC_SCREENSHOT"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	run(t, tab, chromedp.Navigate(base+"/tasks?key=crm:customer:8"))
 	if s := text(t, tab, "#tasks tbody"); !strings.Contains(s, "SUPERSEDED") || !strings.Contains(s, "DONE") || strings.Contains(s, "crm:customer:7") {
@@ -341,5 +334,39 @@ func TestBrowserReadOnlyRefusesActions(t *testing.T) {
 	}
 	if s := f.state(t, id); s != queue.TaskFailed {
 		t.Fatalf("task is %s", s)
+	}
+}
+
+// TestBrowserScreenshot writes a PNG of the overview of a queue with an
+// hour of history to $ESYNC_SCREENSHOT (the README's picture).
+func TestBrowserScreenshot(t *testing.T) {
+	path := os.Getenv("ESYNC_SCREENSHOT")
+	if path == "" {
+		t.Skip("set ESYNC_SCREENSHOT=file.png to take the overview's screenshot")
+	}
+	f := newFixture(t)
+	tab := newTab(t)
+	// An hour of history, written as rows: a sync that mostly succeeds, an
+	// email sender, a CRM outage twenty minutes ago.
+	_, err := f.driver.DB().ExecContext(f.ctx, `
+INSERT INTO message_queue (task_name, task_key, state, attempts, created_at, last_attempted, finished_at, last_attempt_message)
+SELECT CASE WHEN i % 3 = 0 THEN 'email.send' ELSE 'crm.update' END, 'customer:' || i,
+	CASE WHEN i % 3 <> 0 AND (i % 40 = 0 OR (i % 3600 BETWEEN 1150 AND 1300 AND i % 4 = 0)) THEN 'FAILED'
+		WHEN i % 17 = 0 THEN 'SUPERSEDED' ELSE 'DONE' END,
+	1, now() - make_interval(secs => 3600 - i), now() - make_interval(secs => 3600 - i),
+	now() - make_interval(secs => 3600 - i) + interval '2 seconds', 'CRM answered 503'
+FROM generate_series(1, 3599) AS i, generate_series(1, 1 + (i % 7)) AS burst`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if _, err := f.tm.Add(f.ctx, "crm.update", fmt.Sprintf("customer:%d", 5000+i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, tab, chromedp.EmulateViewport(1100, 760), chromedp.Navigate(f.srv.URL+"/esync/"), chromedp.WaitVisible(chromedp.CSS("#counts")))
+	png := eval(t, tab, chromedp.CaptureScreenshot())
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
