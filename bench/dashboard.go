@@ -18,7 +18,8 @@ import (
 
 // runDashboard fills a fresh queue with cfg.DashboardTasks tasks and times
 // the web dashboard's pages over HTTP on loopback: each page is fetched
-// once to warm up, then cfg.DashboardRequests times one after another.
+// once (reported as "first"), then cfg.DashboardRequests times one after
+// another.
 func runDashboard(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) error {
 	name, dsn, err := srv.CreateDatabase(ctx)
 	if err != nil {
@@ -58,9 +59,10 @@ func runDashboard(ctx context.Context, srv *queuetest.Server, cfg config, w io.W
 		{"overview", "/"},
 		{"CDC", "/cdc"},
 	}
-	fmt.Fprintf(w, "\n| page (%d tasks) | median | p90 | max |\n|---|---|---|---|\n", n)
+	fmt.Fprintf(w, "\n| page (%d tasks) | first | median | p90 | max |\n|---|---|---|---|---|\n", n)
 	for _, p := range pages {
 		times := make([]time.Duration, 0, cfg.DashboardRequests)
+		var first time.Duration
 		for i := 0; i <= cfg.DashboardRequests; i++ {
 			t0 := time.Now()
 			resp, err := http.Get(hs.URL + p.path)
@@ -75,12 +77,14 @@ func runDashboard(ctx context.Context, srv *queuetest.Server, cfg config, w io.W
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("dashboard: GET %s: %s", p.path, resp.Status)
 			}
-			if i > 0 { // the first is the warm-up
+			if i == 0 { // the warm-up: cold caches, and the overview reads the whole last hour
+				first = time.Since(t0)
+			} else {
 				times = append(times, time.Since(t0))
 			}
 		}
 		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", p.label, ms(times[len(times)/2]), ms(times[len(times)*9/10]), ms(times[len(times)-1]))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", p.label, ms(first), ms(times[len(times)/2]), ms(times[len(times)*9/10]), ms(times[len(times)-1]))
 	}
 	return nil
 }

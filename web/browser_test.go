@@ -370,3 +370,22 @@ FROM generate_series(1, 3599) AS i, generate_series(1, 1 + (i % 7)) AS burst`)
 		t.Fatal(err)
 	}
 }
+
+func TestBrowserLiveRefreshShowsNewTasks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, web.WithRefreshInterval(200*time.Millisecond))
+	tab := newTab(t)
+	run(t, tab, chromedp.Navigate(f.srv.URL+"/esync/tasks"), chromedp.WaitVisible(chromedp.CSS("#no-tasks")), click("#live"))
+	id, err := f.tm.Add(f.ctx, "crm.sync", "crm:customer:9", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No reload from the test: the page's script brings the task in.
+	run(t, tab, chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#tasks tr[data-id="%d"]`, id))))
+	if s := text(t, tab, "#live"); s != "" {
+		t.Fatalf("live box has text %q", s)
+	}
+	if on := eval(t, tab, chromedp.Evaluate[bool](`document.getElementById("live").checked`)); !on {
+		t.Fatal("the live box was unticked by the refresh")
+	}
+}

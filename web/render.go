@@ -39,6 +39,7 @@ type page struct {
 	CSRF     string
 	ReadOnly bool
 	Refresh  bool // offer live refresh
+	Every    int  // live refresh interval, milliseconds
 	Notice   string
 	Data     any
 }
@@ -49,6 +50,7 @@ func (d *dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 	p.Prefix = prefixOf(r.Context())
 	p.CSRF = d.csrfToken(w, r)
 	p.ReadOnly = d.cfg.readOnly
+	p.Every = int(d.cfg.refresh / time.Millisecond)
 	if p.Notice == "" {
 		p.Notice = r.URL.Query().Get("notice")
 	}

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/esync/queue"
 )
@@ -39,6 +40,7 @@ type config struct {
 	csrfKey    []byte
 	caps       capabilities
 	onListen   func(addr string)
+	refresh    time.Duration
 }
 
 // WithReadOnly shows everything and changes nothing: the action buttons are
@@ -66,6 +68,10 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // start: give every replica behind one load balancer the same key (32
 // random bytes or more) so that a form from one is accepted by another.
 func WithCSRFKey(key []byte) Option { return func(c *config) { c.csrfKey = key } }
+
+// WithRefreshInterval sets how often a page with live refresh switched on
+// reloads itself (default 5 seconds).
+func WithRefreshInterval(d time.Duration) Option { return func(c *config) { c.refresh = d } }
 
 // OnListening is called by Serve with the address it listens on, once it
 // does (useful with port 0). The handler alone ignores it.
@@ -97,7 +103,7 @@ func newDashboard(driver *queue.PostgresDriver, opts []Option) (*dashboard, erro
 	if driver == nil {
 		return nil, fmt.Errorf("web: nil driver")
 	}
-	cfg := config{logger: slog.Default()}
+	cfg := config{logger: slog.Default(), refresh: 5 * time.Second}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -112,6 +118,9 @@ func newDashboard(driver *queue.PostgresDriver, opts []Option) (*dashboard, erro
 		rand.Read(cfg.csrfKey)
 	} else if len(cfg.csrfKey) < 16 {
 		return nil, fmt.Errorf("web: CSRF key is %d bytes, want 16 or more", len(cfg.csrfKey))
+	}
+	if cfg.refresh < 100*time.Millisecond {
+		return nil, fmt.Errorf("web: refresh interval %s is shorter than 100ms", cfg.refresh)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()

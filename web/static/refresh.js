@@ -1,5 +1,6 @@
 // Live refresh: when the "live" box is ticked (remembered per browser), the
-// page's main part is fetched again every five seconds and swapped in.
+// page's main part is fetched again every few seconds (the body's
+// data-refresh-ms) and swapped in.
 (function () {
   var box = document.getElementById("live");
   if (!box) return;
@@ -16,5 +17,5 @@
       var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
       if (fresh) document.getElementById("main").replaceWith(fresh);
     }).catch(function () {});
-  }, 5000);
+  }, Number(document.body.dataset.refreshMs) || 5000);
 })();
