@@ -21,11 +21,15 @@ import (
 // pass your own connection string and call http.ListenAndServe.
 func ExampleHandler() {
 	ctx := context.Background()
-	dsn, stop, err := queuetest.DatabaseURL(ctx)
+	pg, err := queuetest.Shared()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer stop()
+	name, dsn, err := pg.CreateDatabase(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pg.DropDatabase(ctx, name)
 	driver, err := queue.OpenPostgres(dsn)
 	if err != nil {
 		log.Fatal(err)
@@ -40,10 +44,10 @@ func ExampleHandler() {
 
 	mux := http.NewServeMux()
 	mux.Handle("/esync/", web.Handler(driver, web.WithReadOnly()))
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	server := httptest.NewServer(mux)
+	defer server.Close()
 
-	resp, err := http.Get(srv.URL + "/esync/tasks?key=customer:123")
+	resp, err := http.Get(server.URL + "/esync/tasks?key=customer:123")
 	if err != nil {
 		log.Fatal(err)
 	}
