@@ -165,11 +165,7 @@ func (d *dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "esync dashboard: authentication required", http.StatusUnauthorized)
 		return
 	}
-	prefix := d.prefix(r)
-	rest := strings.TrimPrefix(r.URL.Path, prefix)
-	if !strings.HasPrefix(rest, "/") {
-		rest = "/" + rest
-	}
+	prefix, rest := d.mount(r)
 	r2 := r.Clone(withPrefix(r.Context(), prefix))
 	r2.URL.Path = rest
 	r2.URL.RawPath = ""
@@ -180,20 +176,38 @@ func (d *dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.mux.ServeHTTP(w, r2)
 }
 
-// prefix is where the handler is mounted, without a trailing slash.
-func (d *dashboard) prefix(r *http.Request) string {
-	if d.cfg.prefixSet {
-		return d.cfg.prefix
+// mount returns where the handler is mounted (without a trailing slash)
+// and the request's path below it. The prefix is WithPrefix's, else the
+// pattern the request matched on an http.ServeMux ("/esync/"), else the
+// root. A path that http.StripPrefix already shortened is taken as it is.
+func (d *dashboard) mount(r *http.Request) (prefix, rest string) {
+	prefix = d.cfg.prefix
+	if !d.cfg.prefixSet {
+		prefix = patternPrefix(r.Pattern)
 	}
-	p := r.Pattern
+	rest = r.URL.Path
+	if strings.HasPrefix(rest, prefix+"/") || rest == prefix {
+		rest = strings.TrimPrefix(rest, prefix)
+	} else if !d.cfg.prefixSet && !strings.HasPrefix(r.RequestURI, prefix+"/") {
+		prefix = "" // the pattern is not this request's (a router of another kind)
+	}
+	if !strings.HasPrefix(rest, "/") {
+		rest = "/" + rest
+	}
+	return prefix, rest
+}
+
+// patternPrefix is the path of a ServeMux pattern ending in a slash
+// ("GET example.com/esync/" gives "/esync"), or "".
+func patternPrefix(p string) string {
 	if i := strings.IndexByte(p, ' '); i >= 0 {
-		p = p[i+1:] // "GET /esync/"
+		p = p[i+1:]
 	}
 	if i := strings.IndexByte(p, '/'); i > 0 {
-		p = p[i:] // "host/esync/"
+		p = p[i:]
 	}
-	if strings.HasSuffix(p, "/") && !strings.Contains(p, "{") && strings.HasPrefix(r.URL.Path, p) {
-		return strings.TrimRight(p, "/")
+	if !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || strings.Contains(p, "{") {
+		return ""
 	}
-	return ""
+	return strings.TrimRight(p, "/")
 }

@@ -505,3 +505,33 @@ func TestServeServesUntilTheContextEnds(t *testing.T) {
 		t.Fatal("Serve accepted a bad address")
 	}
 }
+
+func TestMountedUnderStripPrefixOrWithPrefix(t *testing.T) {
+	t.Parallel()
+	d := queuetest.NewDriver(t)
+	if _, err := queue.NewTaskManager(d).Add(context.Background(), "crm.sync", "crm:customer:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	quiet := web.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	mux := http.NewServeMux()
+	mux.Handle("/stripped/", http.StripPrefix("/stripped", web.Handler(d, quiet)))
+	mux.Handle("/ops/queue/", web.Handler(d, quiet))
+	mux.Handle("/", web.Handler(d, quiet, web.WithPrefix("/")))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for path, link := range map[string]string{
+		"/stripped/tasks":  `href="/stripped/tasks/1"`,
+		"/ops/queue/tasks": `href="/ops/queue/tasks/1"`,
+		"/tasks":           `href="/tasks/1"`,
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), link) {
+			t.Errorf("GET %s: %d, no %s", path, resp.StatusCode, link)
+		}
+	}
+}
