@@ -403,6 +403,23 @@ func TestBulkRetryConfirmsACount(t *testing.T) {
 	if !strings.Contains(f.logs.String(), `action="bulk retry"`) || !strings.Contains(f.logs.String(), "changed=3") {
 		t.Errorf("the bulk action was not logged:\n%s", f.logs.String())
 	}
+
+	// Bulk cancel of the READY tasks of a key prefix: the three just retried.
+	status, body = f.get(t, "/tasks/bulk?action=cancel&key=crm:customer:&match=prefix&state=READY")
+	if status != http.StatusOK || !strings.Contains(body, `data-count="3"`) {
+		t.Fatalf("cancel preview: %d\n%s", status, body)
+	}
+	m = regexp.MustCompile(`name="up_to" value="(\d+)"`).FindStringSubmatch(body)
+	status, _, _ = f.post(t, "/tasks/bulk", url.Values{"csrf": {token}, "action": {"cancel"}, "up_to": {m[1]},
+		"confirm": {"yes"}, "key": {"crm:customer:"}, "match": {"prefix"}, "state": {"READY"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("cancel: %d", status)
+	}
+	for _, id := range ids {
+		if s := f.state(t, id); s != queue.TaskCancelled {
+			t.Errorf("task %d is %s, want CANCELLED", id, s)
+		}
+	}
 }
 
 // streamBoard is a stream registry and control held in memory: what a
