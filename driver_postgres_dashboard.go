@@ -695,25 +695,25 @@ SELECT (SELECT count(*) FROM batch), (SELECT coalesce(min(id), 0) FROM batch), (
 	return res, nil
 }
 
-// ScheduleRun is the last firing of a schedule, as the schedule table
+// DashboardScheduleRun is the last firing of a schedule, as the schedule table
 // records it.
-type ScheduleRun struct {
+type DashboardScheduleRun struct {
 	Name        string
 	LastStarted time.Time
 	StartedBy   string
 }
 
 // DashboardSchedules lists the schedules that have fired on this queue.
-func (d *PostgresDriver) DashboardSchedules(ctx context.Context) ([]ScheduleRun, error) {
+func (d *PostgresDriver) DashboardSchedules(ctx context.Context) ([]DashboardScheduleRun, error) {
 	rows, err := d.db.QueryContext(ctx, `SELECT name, date_part('epoch', last_started), started_by FROM `+
 		d.names.QObj("schedule")+` ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("queue: list schedules: %w", err)
 	}
 	defer rows.Close()
-	var out []ScheduleRun
+	var out []DashboardScheduleRun
 	for rows.Next() {
-		var s ScheduleRun
+		var s DashboardScheduleRun
 		var at float64
 		if err := rows.Scan(&s.Name, &at, &s.StartedBy); err != nil {
 			return nil, fmt.Errorf("queue: list schedules: %w", err)
@@ -724,8 +724,8 @@ func (d *PostgresDriver) DashboardSchedules(ctx context.Context) ([]ScheduleRun,
 	return out, rows.Err()
 }
 
-// CDCControllerStats is what cdc_hash holds for one CDC controller.
-type CDCControllerStats struct {
+// DashboardCDCController is what cdc_hash holds for one CDC controller.
+type DashboardCDCController struct {
 	ID          string
 	Name        string    // "" for a controller of the original esync, never run by this version
 	HashVersion string    // how its hashes are computed
@@ -737,8 +737,8 @@ type CDCControllerStats struct {
 // DashboardCDCControllers lists the CDC controllers of the schema: those
 // with rows in cdc_hash (found by walking its index one controller at a
 // time) and those registered without rows yet.
-func (d *PostgresDriver) DashboardCDCControllers(ctx context.Context) ([]CDCControllerStats, error) {
-	var out []CDCControllerStats
+func (d *PostgresDriver) DashboardCDCControllers(ctx context.Context) ([]DashboardCDCController, error) {
+	var out []DashboardCDCController
 	err := d.dashboardRead(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, d.names.render("dashboardCDC", `
 WITH RECURSIVE hashed AS (
@@ -761,7 +761,7 @@ ORDER BY 2, 1`))
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var c CDCControllerStats
+			var c DashboardCDCController
 			var at float64
 			if err := rows.Scan(&c.ID, &c.Name, &c.HashVersion, &at, &c.Tracked, &c.Pending); err != nil {
 				return err

@@ -244,7 +244,7 @@ func (d *dashboard) streams(w http.ResponseWriter, r *http.Request) {
 
 // schedulesData is the schedules page.
 type schedulesData struct {
-	Runs       []queue.ScheduleRun
+	Runs       []queue.DashboardScheduleRun
 	Details    map[string]queue.DashboardSchedule
 	HasDetails bool
 }
@@ -271,7 +271,7 @@ func (d *dashboard) schedules(w http.ResponseWriter, r *http.Request) {
 		for _, s := range details {
 			data.Details[s.Name] = s
 			if !seen[s.Name] {
-				data.Runs = append(data.Runs, queue.ScheduleRun{Name: s.Name})
+				data.Runs = append(data.Runs, queue.DashboardScheduleRun{Name: s.Name})
 			}
 		}
 		sort.Slice(data.Runs, func(i, j int) bool { return data.Runs[i].Name < data.Runs[j].Name })
