@@ -398,10 +398,11 @@ type FinishedCount struct {
 }
 
 // DashboardFinished counts the tasks that reached a final state in each
-// minute from the minute of since on, per name and state, and returns the
-// database's clock (minutes are the database's). Its cost grows with the
-// tasks finished in that time: ask for the minutes not seen yet.
-func (d *PostgresDriver) DashboardFinished(ctx context.Context, since time.Time) (counts []FinishedCount, now time.Time, err error) {
+// minute from the minute of since on, up to until (zero: up to now), per
+// name and state, and returns the database's clock (minutes are the
+// database's). Its cost grows with the tasks finished in that time: ask for
+// the minutes not seen yet.
+func (d *PostgresDriver) DashboardFinished(ctx context.Context, since, until time.Time) (counts []FinishedCount, now time.Time, err error) {
 	err = d.dashboardRead(ctx, func(tx *sql.Tx) error {
 		var at float64
 		if err := tx.QueryRowContext(ctx, `SELECT date_part('epoch', now())`).Scan(&at); err != nil {
@@ -411,8 +412,8 @@ func (d *PostgresDriver) DashboardFinished(ctx context.Context, since time.Time)
 		rows, err := tx.QueryContext(ctx, d.names.render("dashboardFinished", `
 SELECT date_part('epoch', date_trunc('minute', finished_at)), task_name, state, count(*)
 FROM {{.Table}}
-WHERE finished_at >= date_trunc('minute', $1::timestamptz)
-GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`), since)
+WHERE finished_at >= date_trunc('minute', $1::timestamptz) AND finished_at < coalesce($2::timestamptz, 'infinity')
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`), since, sql.NullTime{Time: until, Valid: !until.IsZero()})
 		if err != nil {
 			return err
 		}

@@ -11,8 +11,10 @@ import (
 
 // throughputChart draws the last hour as 60 bars, one per minute: tasks
 // that finished DONE in green with those that ended FAILED stacked on top
-// in red. It is inline SVG built from numbers only.
-func throughputChart(finished []queue.FinishedCount, now time.Time) template.HTML {
+// in red; a minute not counted yet is a grey column. It is inline SVG built
+// from numbers only.
+func throughputChart(h finishedHour) template.HTML {
+	finished, now := h.counts, h.now
 	const bars, barW, gap, height, top = 60, 9, 1, 100, 14
 	start := now.Truncate(time.Minute).Add(-(bars - 1) * time.Minute)
 	done, failed := make([]int, bars), make([]int, bars)
@@ -48,7 +50,13 @@ func throughputChart(finished []queue.FinishedCount, now time.Time) template.HTM
 		if failed[i] > 0 && hFailed == 0 {
 			hFailed = 1
 		}
-		at := start.Add(time.Duration(i) * time.Minute).UTC().Format("15:04")
+		minute := start.Add(time.Duration(i) * time.Minute)
+		at := minute.UTC().Format("15:04")
+		if h.unknown[minute] {
+			fmt.Fprintf(&b, `<g><title>%s UTC: not counted yet</title><rect x="%d" y="%d" width="%d" height="%d" class="uncounted"/></g>`,
+				at, x, top, barW, height)
+			continue
+		}
 		fmt.Fprintf(&b, `<g><title>%s UTC: %d done, %d failed</title>`, at, done[i], failed[i])
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" class="done"/>`, x, top+height-hDone, barW, hDone)
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" class="failed"/></g>`, x, top+height-hDone-hFailed, barW, hFailed)

@@ -19,6 +19,7 @@ type overviewData struct {
 	Chart       template.HTML
 	DoneHour    int
 	FailedHour  int
+	Uncounted   int // minutes of the hour not counted yet
 	OldestDue   time.Duration
 	OldestID    int64
 	HasDue      bool
@@ -39,7 +40,7 @@ func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		d.failRead(w, r, "task counts", err)
 		return
 	}
-	finished, now, err := d.finished.lastHour(ctx, d.driver)
+	hour, err := d.finished.lastHour(ctx, d.driver)
 	if err != nil {
 		d.failRead(w, r, "finished tasks", err)
 		return
@@ -56,7 +57,7 @@ func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	for _, c := range counts {
 		add(c.Name, c.State, c.Count)
 	}
-	for _, c := range finished {
+	for _, c := range hour.counts {
 		switch c.State {
 		case queue.TaskDone, queue.TaskSuperseded:
 			add(c.Name, c.State, c.Count)
@@ -72,7 +73,8 @@ func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		data.Names = append(data.Names, nameCounts{name, m})
 	}
 	sort.Slice(data.Names, func(i, j int) bool { return data.Names[i].Name < data.Names[j].Name })
-	data.Chart = throughputChart(finished, now)
+	data.Chart = throughputChart(hour)
+	data.Uncounted = len(hour.unknown)
 	data.OldestID, data.OldestDue, data.HasDue, err = d.driver.DashboardOldestDue(ctx)
 	if err != nil {
 		d.failRead(w, r, "the oldest due task", err)
