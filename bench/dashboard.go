@@ -56,7 +56,8 @@ func runDashboard(ctx context.Context, srv *queuetest.Server, cfg config, w io.W
 		{"tasks, a name no task has", "/tasks?name=nothing"},
 		{"task detail", fmt.Sprintf("/tasks/%d", n/3)},
 		{"bulk retry preview, FAILED", "/tasks/bulk?action=retry&state=FAILED"},
-		{"overview", "/"},
+		{"overview (counting the hour)", "/"},
+		{"overview, once the hour is counted", "/"},
 		{"CDC", "/cdc"},
 	}
 	fmt.Fprintf(w, "\n| page (%d tasks) | first | median | p90 | max |\n|---|---|---|---|---|\n", n)
