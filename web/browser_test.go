@@ -20,12 +20,15 @@ import (
 )
 
 // One headless Chromium serves every browser test of the package; each
-// test opens its own tab.
+// test opens its own tab, one test at a time: Chromium on two shared cores
+// is slow, and several tabs at once starve the other packages' tests run
+// beside this one.
 var browser struct {
 	once   sync.Once
 	ctx    context.Context
 	cancel func()
 	err    error
+	turn   sync.Mutex
 }
 
 func TestMain(m *testing.M) {
@@ -81,6 +84,8 @@ func newTab(t *testing.T) context.Context {
 		}
 		t.Skipf("browser tests skipped: %v", browser.err)
 	}
+	browser.turn.Lock()
+	t.Cleanup(browser.turn.Unlock)
 	tab, cancel := chromedp.NewContext(browser.ctx)
 	t.Cleanup(cancel)
 	if err := chromedp.Do(tab); err != nil {
