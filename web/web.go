@@ -161,6 +161,11 @@ func (d *dashboard) routes() *http.ServeMux {
 // ServeHTTP checks credentials, finds the prefix and routes the request.
 func (d *dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d.cfg.auth && !d.authorized(r) {
+		if _, _, given := r.BasicAuth(); given {
+			// Not the user name: a password typed into the wrong field
+			// would land in the log.
+			d.cfg.logger.Warn("esync dashboard: wrong credentials", "remote", r.RemoteAddr, "path", r.URL.Path)
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="esync", charset="UTF-8"`)
 		http.Error(w, "esync dashboard: authentication required", http.StatusUnauthorized)
 		return

@@ -284,6 +284,9 @@ func TestBasicAuth(t *testing.T) {
 	if strings.Contains(f.logs.String(), "s3cret") {
 		t.Errorf("the password reached the log")
 	}
+	if n := strings.Count(f.logs.String(), "wrong credentials"); n != 4 {
+		t.Errorf("%d failed logins logged, want 4:\n%s", n, f.logs.String())
+	}
 }
 
 func TestReadOnlyRefusesActions(t *testing.T) {
