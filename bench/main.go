@@ -42,7 +42,9 @@ type config struct {
 	RetentionDrainFor  time.Duration // how long the retention drain runs
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
-	Only               string        // "" for everything, "cdc" or "retention" for that measurement alone
+	Only               string        // "" for everything, "cdc", "retention" or "dashboard" for that measurement alone
+	DashboardTasks     int           // tasks in the queue behind the dashboard's pages
+	DashboardRequests  int           // timed requests per dashboard page
 }
 
 // defaultConfig is what `go run .` measures.
@@ -64,6 +66,8 @@ func defaultConfig() config {
 		RetentionDrainRate: 6_000,
 		RetentionDrainFor:  30 * time.Second,
 		Timeout:            5 * time.Minute,
+		DashboardTasks:     1_000_000,
+		DashboardRequests:  20,
 	}
 }
 
@@ -84,7 +88,9 @@ func main() {
 	flag.DurationVar(&cfg.RetentionDrainFor, "retention-drain-for", cfg.RetentionDrainFor, "how long the retention drain runs")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
-	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc" or "retention"`)
+	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc", "retention", or "dashboard" (not part of the full run)`)
+	flag.IntVar(&cfg.DashboardTasks, "dashboard-tasks", cfg.DashboardTasks, "tasks in the queue behind the dashboard's pages (-only dashboard)")
+	flag.IntVar(&cfg.DashboardRequests, "dashboard-requests", cfg.DashboardRequests, "timed requests per dashboard page (-only dashboard)")
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -137,8 +143,10 @@ func (c config) validate() error {
 		return fmt.Errorf("-timeout must be positive")
 	case c.RetentionN < 1 || c.RetentionDrainRate < 1 || c.RetentionDrainFor <= 0:
 		return fmt.Errorf("-retention-n and -retention-drain-rate must be at least 1, -retention-drain-for positive")
-	case c.Only != "" && c.Only != "cdc" && c.Only != "retention":
-		return fmt.Errorf(`-only takes "cdc" or "retention" (or nothing)`)
+	case c.Only != "" && c.Only != "cdc" && c.Only != "retention" && c.Only != "dashboard":
+		return fmt.Errorf(`-only takes "cdc", "retention" or "dashboard" (or nothing)`)
+	case c.DashboardTasks < 1000 || c.DashboardRequests < 1:
+		return fmt.Errorf("-dashboard-tasks must be at least 1000 and -dashboard-requests at least 1")
 	}
 	return nil
 }

@@ -142,6 +142,8 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 		return runCDC(ctx, srv, cfg, w)
 	case "retention":
 		return runRetention(ctx, srv, cfg, w)
+	case "dashboard":
+		return runDashboard(ctx, srv, cfg, w)
 	}
 	ms := metrics(cfg, freshDatabases{srv: srv, cfg: cfg})
 	if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {

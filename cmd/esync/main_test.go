@@ -113,7 +113,7 @@ func testHelp(t *testing.T, bin string) {
 	for _, c := range root.Commands() {
 		names = append(names, c.Name())
 	}
-	for _, want := range []string{"migrate", "enqueue", "inspect", "counts", "cancel", "retry", "pause", "resume", "streams", "processes", "completion", "help"} {
+	for _, want := range []string{"migrate", "enqueue", "inspect", "counts", "cancel", "retry", "pause", "resume", "streams", "processes", "ui", "completion", "help"} {
 		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
 			t.Errorf("no %s command among %v", want, names)
 		}
@@ -162,7 +162,7 @@ func testUsageErrors(t *testing.T, bin string) {
 		args  []string
 		want  []string
 	}{
-		{"", []string{"frobnicate"}, []string{`unknown command "frobnicate"`, "valid commands: cancel, completion, counts, enqueue, help, inspect, migrate, pause, processes, resume, retry, streams"}},
+		{"", []string{"frobnicate"}, []string{`unknown command "frobnicate"`, "valid commands: cancel, completion, counts, enqueue, help, inspect, migrate, pause, processes, resume, retry, streams, ui"}},
 		{"", []string{"migrat"}, []string{`unknown command "migrat"`, `did you mean "migrate"`}},
 		{"", []string{"help", "nosuch"}, []string{`unknown command "nosuch"`, "valid commands:"}},
 		{"", []string{"--frob", "counts"}, []string{"unknown flag: --frob", "--dsn"}},
