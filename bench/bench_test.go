@@ -53,7 +53,9 @@ func TestBenchSmoke(t *testing.T) {
 		"| p50 |",
 		"| p99 |",
 		"| first sync: tasks emitted/s |",
-		"| diff, 1% changed: source rows/s |",
+		"| first sync / bulk insert of 1000 (",
+		"| diff, 1% changed: source rows/s (median of 3 diffs a round) |",
+		"1 partitions | 2 partitions |",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)

@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -35,6 +37,8 @@ type config struct {
 	ManagerConcurrency int           // tasks the SyncManager drain runs at once
 	LatencyN           int           // single tasks timed per latency round
 	CDCRows            int           // rows of the CDC source table
+	CDCPartitions      []int         // CDC partition counts measured side by side
+	CDCBulkMax         int           // most tasks the bulk insert the first sync is compared with inserts
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
 	Only               string        // "" for everything, "cdc" for the CDC measurement alone
@@ -55,6 +59,8 @@ func defaultConfig() config {
 		ManagerConcurrency: 1000,
 		LatencyN:           200,
 		CDCRows:            200_000,
+		CDCPartitions:      []int{1, 2},
+		CDCBulkMax:         1_000_000,
 		Timeout:            5 * time.Minute,
 	}
 }
@@ -71,6 +77,19 @@ func main() {
 	flag.IntVar(&cfg.ManagerConcurrency, "manager-concurrency", cfg.ManagerConcurrency, "tasks the SyncManager drain runs at once")
 	flag.IntVar(&cfg.LatencyN, "latency-n", cfg.LatencyN, "single tasks timed per latency round")
 	flag.IntVar(&cfg.CDCRows, "cdc-rows", cfg.CDCRows, "rows of the CDC source table (a multiple of 100)")
+	flag.Func("cdc-partitions", `CDC partition counts to measure side by side, comma separated (default "1,2")`, func(v string) error {
+		var ns []int
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("%q is not a number", f)
+			}
+			ns = append(ns, n)
+		}
+		cfg.CDCPartitions = ns
+		return nil
+	})
+	flag.IntVar(&cfg.CDCBulkMax, "cdc-bulk-max", cfg.CDCBulkMax, "most tasks in the bulk insert the CDC first sync is compared with (it inserts min(-cdc-rows, this))")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc"`)
@@ -122,6 +141,8 @@ func (c config) validate() error {
 		return fmt.Errorf("-workers, -claim-limit and -manager-concurrency must be at least 1")
 	case c.LatencyN < 1 || c.CDCRows < 100:
 		return fmt.Errorf("-latency-n must be at least 1 and -cdc-rows at least 100")
+	case len(c.CDCPartitions) == 0 || c.CDCBulkMax < 1:
+		return fmt.Errorf("-cdc-partitions needs at least one count and -cdc-bulk-max must be at least 1")
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout must be positive")
 	case c.Only != "" && c.Only != "cdc":
