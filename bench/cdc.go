@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,87 +15,138 @@ import (
 	"github.com/esync/queue/queuetest"
 )
 
-// cdcDiffRuns is how many diffs (each with a fresh 1% changed) one CDC
-// measurement times; it reports their median.
+// cdcDiffRuns is how many diffs (each with a fresh 1% changed) one round
+// times at each partition count; the round reports their median.
 const cdcDiffRuns = 3
 
-// cdcFigures are one measurement of the CDC runner at one partition count.
-type cdcFigures struct {
-	firstSync float64 // tasks emitted per second by the first run
-	diff      float64 // source rows diffed per second with 1% changed (median of cdcDiffRuns)
-	heapMB    float64 // Go heap in use after the runs
-	pgOneMB   float64 // largest private memory of one PostgreSQL process during the runs
-	pgAllMB   float64 // largest private memory of the database's PostgreSQL processes together
+// cdcRound is one round of the CDC measurement, per partition count (in the
+// order of config.CDCPartitions).
+type cdcRound struct {
+	bulk      []float64 // the queue's bulk insert, tasks/s, timed right before each first sync
+	firstSync []float64 // tasks emitted per second by a first run
+	diff      []float64 // source rows diffed per second with 1% changed (median of cdcDiffRuns)
+	pgOneMB   []float64 // largest private memory of one PostgreSQL process during the runs
+	pgAllMB   []float64 // largest private memory of the database's PostgreSQL processes together
+	heapMB    float64   // Go heap in use after the round
 }
 
-// measureCDC builds a customer table of CDCRows rows, times the first run of
-// a CDC controller with a task target split into partitions (every row
-// emitted), marks every change synced as the wrapped action would, then
-// times cdcDiffRuns diffs, each after changing 1% of the rows.
-func measureCDC(ctx context.Context, dsn string, cfg config, partitions int) (cdcFigures, error) {
+// measureCDC runs one round on a database of its own: a customer table of
+// CDCRows rows, then for each partition count (the first one rotating from
+// round to round) the queue's bulk insert of as many tasks followed at once
+// by a first sync of a CDC controller with a task target, every row
+// emitted; then, from the last first sync's state with every change marked
+// synced as the wrapped action would, cdcDiffRuns diffs at each partition
+// count in turn, each after changing 1% of the rows. Neighbouring figures
+// see the same load, which on a shared machine matters more than rounds.
+func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRound, error) {
+	parts := cfg.CDCPartitions
+	res := cdcRound{bulk: make([]float64, len(parts)), firstSync: make([]float64, len(parts)), diff: make([]float64, len(parts)),
+		pgOneMB: make([]float64, len(parts)), pgAllMB: make([]float64, len(parts))}
 	d, err := queue.OpenPostgres(dsn)
 	if err != nil {
-		return cdcFigures{}, err
+		return res, err
 	}
 	defer d.Close()
 	// One connection per partition stays open between runs.
-	d.DB().SetMaxIdleConns(partitions + 2)
+	d.DB().SetMaxIdleConns(slices.Max(parts) + 2)
 	if err := d.Migrate(ctx); err != nil {
-		return cdcFigures{}, err
+		return res, err
 	}
 	db := d.DB()
 	if err := createCustomers(ctx, db, cfg.CDCRows); err != nil {
-		return cdcFigures{}, err
+		return res, err
 	}
-	r, err := queue.NewCDCRunner(d, "customers",
-		queue.TrackColumns(`SELECT id AS object_id, name, email, tier, updated, score FROM customer`),
-		queue.CDCTasks{Create: "crm.create", Update: "crm.update", Delete: "crm.delete"},
-		queue.WithCDCPartitions(partitions))
-	if err != nil {
-		return cdcFigures{}, err
+	runners := make([]*queue.CDCRunnerAction, len(parts))
+	for i, p := range parts {
+		// Runners of one controller: they share its stored hashes.
+		if runners[i], err = queue.NewCDCRunner(d, "customers",
+			queue.TrackColumns(`SELECT id AS object_id, name, email, tier, updated, score FROM customer`),
+			queue.CDCTasks{Create: "crm.create", Update: "crm.update", Delete: "crm.delete"},
+			queue.WithCDCPartitions(p)); err != nil {
+			return res, err
+		}
 	}
-	var f cdcFigures
 	sampler, err := sql.Open("postgres", dsn)
 	if err != nil {
-		return f, err
+		return res, err
 	}
 	defer sampler.Close()
 	sampler.SetMaxOpenConns(1)
-	mem := watchBackends(ctx, sampler)
-	defer mem.done()
-	start := time.Now()
-	n, err := r.Run(ctx)
-	if err != nil {
-		return f, err
+	// watched runs f while sampling the backends' memory for partition i.
+	watched := func(i int, f func() error) error {
+		mem := watchBackends(ctx, sampler)
+		err := f()
+		one, all := mem.done()
+		res.pgOneMB[i], res.pgAllMB[i] = max(res.pgOneMB[i], one), max(res.pgAllMB[i], all)
+		return err
 	}
-	if n != cfg.CDCRows {
-		return f, fmt.Errorf("first run emitted %d, want %d", n, cfg.CDCRows)
+	order := make([]int, len(parts))
+	for j := range order {
+		order[j] = (j + round - 1) % len(parts)
 	}
-	f.firstSync = rate(n, time.Since(start))
-	var diffs []float64
-	for i := 0; i < cdcDiffRuns; i++ {
-		// What the wrapped action does on success, for every object at once.
-		if err := splitExec(ctx, db, `UPDATE cdc_hash SET row_hash = pending_hash, pending_hash = NULL, pending_at = NULL WHERE pending_hash IS NOT NULL`,
-			`DELETE FROM message_queue`, `VACUUM ANALYZE cdc_hash`, `VACUUM ANALYZE message_queue`,
-			`UPDATE customer SET name = name || '*' WHERE id % 100 = `+strconv.Itoa(i), `VACUUM ANALYZE customer`); err != nil {
-			return f, err
+	bulkN := min(cfg.CDCRows, cfg.CDCBulkMax)
+	for _, i := range order {
+		if err := splitExec(ctx, db, `TRUNCATE message_queue, cdc_hash`, `VACUUM ANALYZE message_queue`, `VACUUM ANALYZE cdc_hash`); err != nil {
+			return res, err
 		}
-		start = time.Now()
-		n, err = r.Run(ctx)
+		if res.bulk[i], err = bulkInsert(ctx, d, bulkN, cfg.InsertN); err != nil {
+			return res, fmt.Errorf("bulk insert: %w", err)
+		}
+		if err := splitExec(ctx, db, `TRUNCATE message_queue`, `VACUUM ANALYZE message_queue`); err != nil {
+			return res, err
+		}
+		err := watched(i, func() error {
+			start := time.Now()
+			n, err := runners[i].Run(ctx)
+			if err != nil {
+				return err
+			}
+			if n != cfg.CDCRows {
+				return fmt.Errorf("first run with %d partitions emitted %d, want %d", parts[i], n, cfg.CDCRows)
+			}
+			res.firstSync[i] = rate(n, time.Since(start))
+			return nil
+		})
 		if err != nil {
-			return f, err
+			return res, err
 		}
-		if n != cfg.CDCRows/100 {
-			return f, fmt.Errorf("diff emitted %d, want %d", n, cfg.CDCRows/100)
-		}
-		diffs = append(diffs, rate(cfg.CDCRows, time.Since(start)))
 	}
-	f.diff = median(diffs)
+	diffs := make([][]float64, len(parts))
+	change := 0
+	for run := 0; run < cdcDiffRuns; run++ {
+		for _, i := range order {
+			// What the wrapped action does on success, for every object at
+			// once; then a fresh 1% of the rows changes.
+			if err := splitExec(ctx, db, `UPDATE cdc_hash SET row_hash = pending_hash, pending_hash = NULL, pending_at = NULL WHERE pending_hash IS NOT NULL`,
+				`TRUNCATE message_queue`, `VACUUM ANALYZE message_queue`, `VACUUM ANALYZE cdc_hash`,
+				`UPDATE customer SET name = name || '*' WHERE id % 100 = `+strconv.Itoa(change%100), `VACUUM ANALYZE customer`); err != nil {
+				return res, err
+			}
+			change++
+			err := watched(i, func() error {
+				start := time.Now()
+				n, err := runners[i].Run(ctx)
+				if err != nil {
+					return err
+				}
+				if n != cfg.CDCRows/100 {
+					return fmt.Errorf("diff with %d partitions emitted %d, want %d", parts[i], n, cfg.CDCRows/100)
+				}
+				diffs[i] = append(diffs[i], rate(cfg.CDCRows, time.Since(start)))
+				return nil
+			})
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	for i := range parts {
+		res.diff[i] = median(diffs[i])
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	f.heapMB = float64(ms.HeapInuse) / (1 << 20)
-	f.pgOneMB, f.pgAllMB = mem.done()
-	return f, nil
+	res.heapMB = float64(ms.HeapInuse) / (1 << 20)
+	return res, nil
 }
 
 // createCustomers makes the CDC source: rows customers of six columns of
@@ -108,18 +160,10 @@ ANALYZE customer`, rows))
 	return err
 }
 
-// measureBulkInsert times the queue's own bulk insert of n tasks with
-// distinct keys, in TaskManager.AddMany calls of batch tasks, on a fresh
-// queue: what the first sync's emission is compared with.
-func measureBulkInsert(ctx context.Context, dsn string, n, batch int) (float64, error) {
-	d, err := queue.OpenPostgres(dsn)
-	if err != nil {
-		return 0, err
-	}
-	defer d.Close()
-	if err := d.Migrate(ctx); err != nil {
-		return 0, err
-	}
+// bulkInsert times the queue's own bulk insert of n tasks with distinct
+// keys, in TaskManager.AddMany calls of batch tasks: what the first sync's
+// emission is compared with.
+func bulkInsert(ctx context.Context, d *queue.PostgresDriver, n, batch int) (float64, error) {
 	tm := queue.NewTaskManager(d)
 	start := time.Now()
 	for done := 0; done < n; done += batch {
@@ -144,51 +188,39 @@ func splitExec(ctx context.Context, db *sql.DB, stmts ...string) error {
 	return nil
 }
 
-// inFreshDatabase runs f on a database of its own on srv, dropped after.
-func inFreshDatabase[T any](ctx context.Context, srv *queuetest.Server, f func(dsn string) (T, error)) (T, error) {
-	name, dsn, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	defer srv.DropDatabase(ctx, name)
-	return f(dsn)
-}
-
 // runCDC measures the CDC runner (esync only: River has none) at each
-// partition count of cfg.CDCPartitions, side by side in every round (the
-// count that goes first rotates), with the queue's bulk insert of the same
-// number of tasks in the same round, and prints medians.
+// partition count of cfg.CDCPartitions, side by side in every round, and
+// prints each round's figures and then the medians.
 func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) error {
 	parts := cfg.CDCPartitions
-	first, diff := make([][]float64, len(parts)), make([][]float64, len(parts))
-	heap, pgOne, pgAll := make([]float64, len(parts)), make([]float64, len(parts)), make([]float64, len(parts))
-	var bulk []float64
+	var rounds []cdcRound
 	bulkN := min(cfg.CDCRows, cfg.CDCBulkMax)
 	for round := 1; round <= cfg.Rounds; round++ {
-		b, err := inFreshDatabase(ctx, srv, func(dsn string) (float64, error) {
-			return measureBulkInsert(ctx, dsn, bulkN, cfg.InsertN)
-		})
+		name, dsn, err := srv.CreateDatabase(ctx)
 		if err != nil {
-			return fmt.Errorf("cdc: bulk insert: %w", err)
+			return err
 		}
-		bulk = append(bulk, b)
-		fmt.Fprintf(w, "round %d  bulk insert of %d tasks in calls of %d: %s tasks/s\n", round, bulkN, cfg.InsertN, formatRate(b))
-		for j := range parts {
-			i := (j + round - 1) % len(parts)
-			f, err := inFreshDatabase(ctx, srv, func(dsn string) (cdcFigures, error) {
-				return measureCDC(ctx, dsn, cfg, parts[i])
-			})
-			if err != nil {
-				return fmt.Errorf("cdc, %d partitions: %w", parts[i], err)
-			}
-			fmt.Fprintf(w, "round %d  CDC, %d rows, %d partitions: first sync %s tasks/s (%.2fx bulk insert), diff with 1%% changed %s rows/s, Go heap %.1f MB, PostgreSQL private memory %s (one process), %s (all)\n",
-				round, cfg.CDCRows, parts[i], formatRate(f.firstSync), f.firstSync/b, formatRate(f.diff), f.heapMB, formatMB(f.pgOneMB), formatMB(f.pgAllMB))
-			first[i], diff[i] = append(first[i], f.firstSync), append(diff[i], f.diff)
-			heap[i], pgOne[i], pgAll[i] = max(heap[i], f.heapMB), max(pgOne[i], f.pgOneMB), max(pgAll[i], f.pgAllMB)
+		r, err := measureCDC(ctx, dsn, cfg, round)
+		srv.DropDatabase(ctx, name)
+		if err != nil {
+			return fmt.Errorf("cdc: %w", err)
 		}
+		for i, p := range parts {
+			fmt.Fprintf(w, "round %d  CDC, %d rows, %d partitions: bulk insert of %d tasks %s tasks/s, first sync right after %s tasks/s (%.2fx), diff with 1%% changed %s rows/s, PostgreSQL private memory %s (one process), %s (all)\n",
+				round, cfg.CDCRows, p, bulkN, formatRate(r.bulk[i]), formatRate(r.firstSync[i]), r.firstSync[i]/r.bulk[i],
+				formatRate(r.diff[i]), formatMB(r.pgOneMB[i]), formatMB(r.pgAllMB[i]))
+		}
+		fmt.Fprintf(w, "round %d  Go heap in use after the round %.1f MB\n", round, r.heapMB)
+		rounds = append(rounds, r)
 	}
-	bm := median(bulk)
+	// each collects one figure of every round, for partition count i.
+	each := func(i int, f func(r cdcRound) float64) []float64 {
+		var xs []float64
+		for _, r := range rounds {
+			xs = append(xs, f(r))
+		}
+		return xs
+	}
 	fmt.Fprintf(w, "\n| CDC, %d rows (esync only), median of %d rounds |", cfg.CDCRows, cfg.Rounds)
 	for _, p := range parts {
 		fmt.Fprintf(w, " %d partitions |", p)
@@ -201,14 +233,29 @@ func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer)
 		}
 		fmt.Fprintln(w)
 	}
-	row("first sync: tasks emitted/s", func(i int) string { return formatRate(median(first[i])) })
-	row(fmt.Sprintf("first sync / bulk insert of %d (%s tasks/s)", bulkN, formatRate(bm)), func(i int) string {
-		return fmt.Sprintf("%.2fx", median(first[i])/bm)
+	row("first sync: tasks emitted/s", func(i int) string {
+		return formatRate(median(each(i, func(r cdcRound) float64 { return r.firstSync[i] })))
 	})
-	row(fmt.Sprintf("diff, 1%% changed: source rows/s (median of %d diffs a round)", cdcDiffRuns), func(i int) string { return formatRate(median(diff[i])) })
-	row("Go heap in use after the runs (max)", func(i int) string { return fmt.Sprintf("%.1f MB", heap[i]) })
-	row("PostgreSQL, private memory of one process (max)", func(i int) string { return formatMB(pgOne[i]) })
-	row("PostgreSQL, private memory of the database's processes together (max)", func(i int) string { return formatMB(pgAll[i]) })
-	fmt.Fprintf(w, "\nbenchmark process, peak RSS over the whole run: %s\n\n", formatMB(float64(rssKB("self", "VmHWM"))/1024))
+	row(fmt.Sprintf("bulk insert of %d tasks right before it: tasks/s", bulkN), func(i int) string {
+		return formatRate(median(each(i, func(r cdcRound) float64 { return r.bulk[i] })))
+	})
+	row("first sync / that bulk insert", func(i int) string {
+		return fmt.Sprintf("%.2fx", median(each(i, func(r cdcRound) float64 { return r.firstSync[i] / r.bulk[i] })))
+	})
+	row(fmt.Sprintf("diff, 1%% changed: source rows/s (median of %d diffs a round)", cdcDiffRuns), func(i int) string {
+		return formatRate(median(each(i, func(r cdcRound) float64 { return r.diff[i] })))
+	})
+	row("PostgreSQL, private memory of one process (max)", func(i int) string {
+		return formatMB(slices.Max(each(i, func(r cdcRound) float64 { return r.pgOneMB[i] })))
+	})
+	row("PostgreSQL, private memory of the database's processes together (max)", func(i int) string {
+		return formatMB(slices.Max(each(i, func(r cdcRound) float64 { return r.pgAllMB[i] })))
+	})
+	heap := 0.0
+	for _, r := range rounds {
+		heap = max(heap, r.heapMB)
+	}
+	fmt.Fprintf(w, "\nGo heap in use after a round (max): %.1f MB; benchmark process, peak RSS over the whole run: %s\n\n",
+		heap, formatMB(float64(rssKB("self", "VmHWM"))/1024))
 	return nil
 }
