@@ -239,12 +239,13 @@ WHERE c.cdc_controller_id = $1 AND c.object_id = src.object_id AND c.row_hash IS
 	return tx.Commit()
 }
 
-// cdcLock takes the controller's lock for the rest of tx, waiting for a
-// concurrent run of the same controller to commit first, and sets the
-// diff's work_mem: 32MB (64MB for the hash join, PostgreSQL 15's
-// hash_mem_multiplier being 2) keeps the stored hashes of 1M objects in one
-// batch, and keeps a backend's private memory at 82MB at 1M rows and 99MB
-// at 5M here (139MB and 167MB with 64MB).
+// cdcLock takes the controller's lock exclusively for the rest of tx
+// (waiting for a concurrent run of the same controller, partitioned or not,
+// to commit first) and sets the diff's work_mem: 32MB (64MB for the hash
+// join, PostgreSQL 15's hash_mem_multiplier being 2) keeps the stored hashes
+// of 1M objects in one batch, and a backend's private memory at about 80MB
+// at 1M rows and under 100MB at 5M here. A partitioned diff's backends
+// (cdcLockPartition) each hash a fraction of the rows with the same setting.
 func (d *PostgresDriver) cdcLock(ctx context.Context, tx *sql.Tx, controller string) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('esync-cdc:' || $1::text, 0)), set_config('work_mem', '32MB', true)`, controller)
 	return err
