@@ -27,6 +27,9 @@ type cdcRound struct {
 	diff      []float64 // source rows diffed per second with 1% changed (median of cdcDiffRuns)
 	pgOneMB   []float64 // largest private memory of one PostgreSQL process during the runs
 	pgAllMB   []float64 // largest private memory of the database's PostgreSQL processes together
+	firstCPU  []float64 // PostgreSQL CPU per task emitted by the first sync, µs
+	diffCPU   []float64 // PostgreSQL CPU per source row of a diff, µs (median of cdcDiffRuns)
+	goCPU     []float64 // this process's CPU per source row of a diff, µs (median of cdcDiffRuns)
 	heapMB    float64   // Go heap in use after the round
 }
 
@@ -41,7 +44,8 @@ type cdcRound struct {
 func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRound, error) {
 	parts := cfg.CDCPartitions
 	res := cdcRound{bulk: make([]float64, len(parts)), firstSync: make([]float64, len(parts)), diff: make([]float64, len(parts)),
-		pgOneMB: make([]float64, len(parts)), pgAllMB: make([]float64, len(parts))}
+		pgOneMB: make([]float64, len(parts)), pgAllMB: make([]float64, len(parts)),
+		firstCPU: make([]float64, len(parts)), diffCPU: make([]float64, len(parts)), goCPU: make([]float64, len(parts))}
 	d, err := queue.OpenPostgres(dsn)
 	if err != nil {
 		return res, err
@@ -72,14 +76,18 @@ func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRoun
 	}
 	defer sampler.Close()
 	sampler.SetMaxOpenConns(1)
-	// watched runs f while sampling the backends' memory for partition i.
-	watched := func(i int, f func() error) error {
+	// watched runs f while sampling the backends' memory for partition
+	// count i, and says what CPU PostgreSQL and this process spent.
+	watched := func(i int, f func() error) (pg, goCPU time.Duration, err error) {
 		mem := watchBackends(ctx, sampler)
-		err := f()
+		before := readGoCost()
+		err = f()
+		goCPU = readGoCost().cpu - before.cpu
 		one, all := mem.done()
 		res.pgOneMB[i], res.pgAllMB[i] = max(res.pgOneMB[i], one), max(res.pgAllMB[i], all)
-		return err
+		return mem.cpu(), goCPU, err
 	}
+	micros := func(d time.Duration, n int) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(n) }
 	order := make([]int, len(parts))
 	for j := range order {
 		order[j] = (j + round - 1) % len(parts)
@@ -95,7 +103,7 @@ func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRoun
 		if err := splitExec(ctx, db, `TRUNCATE message_queue`, `VACUUM ANALYZE message_queue`); err != nil {
 			return res, err
 		}
-		err := watched(i, func() error {
+		pg, _, err := watched(i, func() error {
 			start := time.Now()
 			n, err := runners[i].Run(ctx)
 			if err != nil {
@@ -110,8 +118,9 @@ func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRoun
 		if err != nil {
 			return res, err
 		}
+		res.firstCPU[i] = micros(pg, cfg.CDCRows)
 	}
-	diffs := make([][]float64, len(parts))
+	diffs, pgCPU, goCPU := make([][]float64, len(parts)), make([][]float64, len(parts)), make([][]float64, len(parts))
 	change := 0
 	for run := 0; run < cdcDiffRuns; run++ {
 		for _, i := range order {
@@ -123,7 +132,7 @@ func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRoun
 				return res, err
 			}
 			change++
-			err := watched(i, func() error {
+			pg, gc, err := watched(i, func() error {
 				start := time.Now()
 				n, err := runners[i].Run(ctx)
 				if err != nil {
@@ -138,10 +147,11 @@ func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRoun
 			if err != nil {
 				return res, err
 			}
+			pgCPU[i], goCPU[i] = append(pgCPU[i], micros(pg, cfg.CDCRows)), append(goCPU[i], micros(gc, cfg.CDCRows))
 		}
 	}
 	for i := range parts {
-		res.diff[i] = median(diffs[i])
+		res.diff[i], res.diffCPU[i], res.goCPU[i] = median(diffs[i]), median(pgCPU[i]), median(goCPU[i])
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -206,9 +216,9 @@ func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer)
 			return fmt.Errorf("cdc: %w", err)
 		}
 		for i, p := range parts {
-			fmt.Fprintf(w, "round %d  CDC, %d rows, %d partitions: bulk insert of %d tasks %s tasks/s, first sync right after %s tasks/s (%.2fx), diff with 1%% changed %s rows/s, PostgreSQL private memory %s (one process), %s (all)\n",
-				round, cfg.CDCRows, p, bulkN, formatRate(r.bulk[i]), formatRate(r.firstSync[i]), r.firstSync[i]/r.bulk[i],
-				formatRate(r.diff[i]), formatMB(r.pgOneMB[i]), formatMB(r.pgAllMB[i]))
+			fmt.Fprintf(w, "round %d  CDC, %d rows, %d partitions: bulk insert of %d tasks %s tasks/s, first sync right after %s tasks/s (%.2fx; PostgreSQL %.1f µs CPU a task), diff with 1%% changed %s rows/s (PostgreSQL %.2f µs CPU a row, Go %.3f), PostgreSQL private memory %s (one process), %s (all)\n",
+				round, cfg.CDCRows, p, bulkN, formatRate(r.bulk[i]), formatRate(r.firstSync[i]), r.firstSync[i]/r.bulk[i], r.firstCPU[i],
+				formatRate(r.diff[i]), r.diffCPU[i], r.goCPU[i], formatMB(r.pgOneMB[i]), formatMB(r.pgAllMB[i]))
 		}
 		fmt.Fprintf(w, "round %d  Go heap in use after the round %.1f MB\n", round, r.heapMB)
 		rounds = append(rounds, r)
@@ -244,6 +254,15 @@ func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer)
 	})
 	row(fmt.Sprintf("diff, 1%% changed: source rows/s (median of %d diffs a round)", cdcDiffRuns), func(i int) string {
 		return formatRate(median(each(i, func(r cdcRound) float64 { return r.diff[i] })))
+	})
+	row("first sync: PostgreSQL CPU per task (µs)", func(i int) string {
+		return fmt.Sprintf("%.1f", median(each(i, func(r cdcRound) float64 { return r.firstCPU[i] })))
+	})
+	row("diff: PostgreSQL CPU per source row (µs)", func(i int) string {
+		return fmt.Sprintf("%.2f", median(each(i, func(r cdcRound) float64 { return r.diffCPU[i] })))
+	})
+	row("diff: Go CPU per source row (µs)", func(i int) string {
+		return fmt.Sprintf("%.3f", median(each(i, func(r cdcRound) float64 { return r.goCPU[i] })))
 	})
 	row("PostgreSQL, private memory of one process (max)", func(i int) string {
 		return formatMB(slices.Max(each(i, func(r cdcRound) float64 { return r.pgOneMB[i] })))
