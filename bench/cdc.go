@@ -27,6 +27,7 @@ type cdcRound struct {
 	diff      []float64 // source rows diffed per second with 1% changed (median of cdcDiffRuns)
 	pgOneMB   []float64 // largest private memory of one PostgreSQL process during the runs
 	pgAllMB   []float64 // largest private memory of the database's PostgreSQL processes together
+	bulkCPU   []float64 // PostgreSQL CPU per task of the bulk insert, µs
 	firstCPU  []float64 // PostgreSQL CPU per task emitted by the first sync, µs
 	diffCPU   []float64 // PostgreSQL CPU per source row of a diff, µs (median of cdcDiffRuns)
 	goCPU     []float64 // this process's CPU per source row of a diff, µs (median of cdcDiffRuns)
@@ -45,7 +46,7 @@ func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRoun
 	parts := cfg.CDCPartitions
 	res := cdcRound{bulk: make([]float64, len(parts)), firstSync: make([]float64, len(parts)), diff: make([]float64, len(parts)),
 		pgOneMB: make([]float64, len(parts)), pgAllMB: make([]float64, len(parts)),
-		firstCPU: make([]float64, len(parts)), diffCPU: make([]float64, len(parts)), goCPU: make([]float64, len(parts))}
+		bulkCPU: make([]float64, len(parts)), firstCPU: make([]float64, len(parts)), diffCPU: make([]float64, len(parts)), goCPU: make([]float64, len(parts))}
 	d, err := queue.OpenPostgres(dsn)
 	if err != nil {
 		return res, err
@@ -97,13 +98,18 @@ func measureCDC(ctx context.Context, dsn string, cfg config, round int) (cdcRoun
 		if err := splitExec(ctx, db, `TRUNCATE message_queue, cdc_hash`, `VACUUM ANALYZE message_queue`, `VACUUM ANALYZE cdc_hash`); err != nil {
 			return res, err
 		}
-		if res.bulk[i], err = bulkInsert(ctx, d, bulkN, cfg.InsertN); err != nil {
+		pg, _, err := watched(i, func() (err error) {
+			res.bulk[i], err = bulkInsert(ctx, d, bulkN, cfg.InsertN)
+			return err
+		})
+		if err != nil {
 			return res, fmt.Errorf("bulk insert: %w", err)
 		}
+		res.bulkCPU[i] = micros(pg, bulkN)
 		if err := splitExec(ctx, db, `TRUNCATE message_queue`, `VACUUM ANALYZE message_queue`); err != nil {
 			return res, err
 		}
-		pg, _, err := watched(i, func() error {
+		pg, _, err = watched(i, func() error {
 			start := time.Now()
 			n, err := runners[i].Run(ctx)
 			if err != nil {
@@ -216,8 +222,8 @@ func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer)
 			return fmt.Errorf("cdc: %w", err)
 		}
 		for i, p := range parts {
-			fmt.Fprintf(w, "round %d  CDC, %d rows, %d partitions: bulk insert of %d tasks %s tasks/s, first sync right after %s tasks/s (%.2fx; PostgreSQL %.1f µs CPU a task), diff with 1%% changed %s rows/s (PostgreSQL %.2f µs CPU a row, Go %.3f), PostgreSQL private memory %s (one process), %s (all)\n",
-				round, cfg.CDCRows, p, bulkN, formatRate(r.bulk[i]), formatRate(r.firstSync[i]), r.firstSync[i]/r.bulk[i], r.firstCPU[i],
+			fmt.Fprintf(w, "round %d  CDC, %d rows, %d partitions: bulk insert of %d tasks %s tasks/s, (PostgreSQL %.1f µs CPU a task), first sync right after %s tasks/s (%.2fx; PostgreSQL %.1f µs CPU a task), diff with 1%% changed %s rows/s (PostgreSQL %.2f µs CPU a row, Go %.3f), PostgreSQL private memory %s (one process), %s (all)\n",
+				round, cfg.CDCRows, p, bulkN, formatRate(r.bulk[i]), r.bulkCPU[i], formatRate(r.firstSync[i]), r.firstSync[i]/r.bulk[i], r.firstCPU[i],
 				formatRate(r.diff[i]), r.diffCPU[i], r.goCPU[i], formatMB(r.pgOneMB[i]), formatMB(r.pgAllMB[i]))
 		}
 		fmt.Fprintf(w, "round %d  Go heap in use after the round %.1f MB\n", round, r.heapMB)
@@ -257,6 +263,9 @@ func runCDC(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer)
 	})
 	row("first sync: PostgreSQL CPU per task (µs)", func(i int) string {
 		return fmt.Sprintf("%.1f", median(each(i, func(r cdcRound) float64 { return r.firstCPU[i] })))
+	})
+	row("bulk insert: PostgreSQL CPU per task (µs)", func(i int) string {
+		return fmt.Sprintf("%.1f", median(each(i, func(r cdcRound) float64 { return r.bulkCPU[i] })))
 	})
 	row("diff: PostgreSQL CPU per source row (µs)", func(i int) string {
 		return fmt.Sprintf("%.2f", median(each(i, func(r cdcRound) float64 { return r.diffCPU[i] })))
