@@ -203,6 +203,9 @@ func (r *CDCRunnerAction) DoContext(ctx context.Context) error {
 }
 
 // Run runs one diff and reports how many changes it emitted (or applied).
+// A CDCTasks diff runs as partitions (WithCDCPartitions); when some of them
+// fail, Run reports what the others emitted along with the error, and the
+// next run emits the rest.
 func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 	hash, version, err := r.hashing(ctx)
 	if err != nil {
