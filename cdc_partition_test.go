@@ -283,7 +283,8 @@ func TestCDCPartitionedDiffKeepsConcurrentChanges(t *testing.T) {
 	eventually(t, 30*time.Second, "partition 0 emitted and partition 1 waits for its slot", func() bool {
 		var emitted, waiting int
 		s.db.QueryRowContext(s.ctx, `SELECT (SELECT count(*) FROM message_queue WHERE state = 'READY'),
-	(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&emitted, &waiting)
+	(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&emitted, &waiting)
 		return emitted == 1 && waiting == 1
 	})
 	// Changes committed now: partition 0 has taken its snapshot, partition
