@@ -335,3 +335,42 @@ func sorted(a []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// An emission not confirmed within the pending timeout is emitted again,
+// once per run; a fresh one is not. An object whose create is pending and
+// that leaves the source is deleted, stale or not.
+func TestCDCStalePendingIsEmittedAgain(t *testing.T) {
+	t.Parallel()
+	s := newCDCSetup(t)
+	s.exec(t, `INSERT INTO customer SELECT g, 'c' || g, NULL, NULL, NULL FROM generate_series(1, 20) g`)
+	for _, parts := range []int{1, 2} {
+		name := fmt.Sprintf("stale%d", parts)
+		r := s.namedTaskRunner(t, name, customerSource, queue.WithCDCPendingTimeout(time.Minute), queue.WithCDCPartitions(parts))
+		if n := s.run(t, r); n != 20 {
+			t.Fatalf("%d partitions: first run emitted %d, want 20", parts, n)
+		}
+		if n := s.run(t, r); n != 0 {
+			t.Fatalf("%d partitions: a run with fresh pending emissions emitted %d, want 0", parts, n)
+		}
+		s.exec(t, `UPDATE cdc_hash SET pending_at = now() - interval '2 minutes' WHERE cdc_controller_id = $1 AND object_id::int <= 5`, r.ControllerID())
+		if n := s.run(t, r); n != 5 {
+			t.Fatalf("%d partitions: a run with 5 stale emissions emitted %d, want 5", parts, n)
+		}
+		if n := s.run(t, r); n != 0 {
+			t.Fatalf("%d partitions: the run after re-emitting emitted %d, want 0", parts, n)
+		}
+	}
+	s.exec(t, `DELETE FROM customer WHERE id IN (1, 20)`)
+	s.exec(t, `UPDATE cdc_hash SET pending_at = now() - interval '2 minutes' WHERE object_id = '20'`)
+	for _, parts := range []int{1, 2} {
+		name := fmt.Sprintf("stale%d", parts)
+		r := s.namedTaskRunner(t, name, customerSource, queue.WithCDCPendingTimeout(time.Minute), queue.WithCDCPartitions(parts))
+		s.exec(t, `UPDATE message_queue SET state = 'DONE' WHERE created_by = $1`, "cdc:"+name)
+		if n := s.run(t, r); n != 2 {
+			t.Fatalf("%d partitions: after two objects with pending creates left the source (one stale), the run emitted %d, want 2", parts, n)
+		}
+		if got, want := s.emitted(t, name), []string{"delete:1", "delete:20"}; !equalStrings(got, want) {
+			t.Fatalf("%d partitions: emitted %v, want %v", parts, got, want)
+		}
+	}
+}
