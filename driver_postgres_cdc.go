@@ -24,7 +24,7 @@ const zeroHash = "0::int8"
 // differs from the stored one, and stored objects gone from the source,
 // minus what was already emitted and is still pending (unless that emission
 // went stale). $1 controller, $2 pending timeout in seconds, $3 include the
-// source row, $4 limit (0: none). A partitioned diff (see cdcPartition)
+// source row, $4 limit (0: none). A partitioned diff (cdc_partition.go)
 // takes only the objects of one partition, $12 the mask and $13 the
 // partition.
 //
