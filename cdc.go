@@ -113,6 +113,7 @@ type CDCRunnerAction struct {
 	batchLimit     int
 	pendingTimeout time.Duration
 	rebaseline     bool
+	partitions     int
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -150,10 +151,13 @@ func NewCDCRunner(driver *PostgresDriver, name string, source CDCSource, target 
 	}
 	r := &CDCRunnerAction{
 		driver: driver, name: name, controller: controller, source: source, target: target,
-		stream: "cdc:" + name, pendingTimeout: time.Hour,
+		stream: "cdc:" + name, pendingTimeout: time.Hour, partitions: 2,
 	}
 	for _, opt := range opts {
 		opt(r)
+	}
+	if err := checkCDCPartitions(r.partitions); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -199,6 +203,9 @@ func (r *CDCRunnerAction) DoContext(ctx context.Context) error {
 }
 
 // Run runs one diff and reports how many changes it emitted (or applied).
+// A CDCTasks diff runs as partitions (WithCDCPartitions); when some of them
+// fail, Run reports what the others emitted along with the error, and the
+// next run emits the rest.
 func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 	hash, version, err := r.hashing(ctx)
 	if err != nil {
@@ -206,6 +213,13 @@ func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 	}
 	if err := r.driver.cdcCheckVersion(ctx, r.controller, r.name, version, r.source.query, hash, r.rebaseline); err != nil {
 		return 0, err
+	}
+	if t, ok := r.target.(CDCTasks); ok && r.partitions > 1 && r.batchLimit == 0 {
+		n, err := r.emitPartitioned(ctx, hash, r.emitParams(t))
+		if err != nil {
+			return n, fmt.Errorf("CDC %s: %w", r.name, err)
+		}
+		return n, nil
 	}
 	tx, err := r.driver.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -219,12 +233,9 @@ func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 	}
 	switch t := r.target.(type) {
 	case CDCTasks:
-		n, err := r.driver.cdcEmitTasks(ctx, tx, r.source.query, hash, cdcEmitParams{
-			controller: r.controller, pendingTimeout: r.pendingTimeout, includeRow: t.IncludeRow,
-			limit: r.batchLimit, keyPrefix: r.name + ":", createdBy: truncateRunes("cdc:"+r.name, MaxCreatedByLength),
-			maxAttempts: orDefault(t.MaxAttempts, DefaultMaxAttempts),
-			names:       map[CDCAction]string{CDCActionCreate: t.Create, CDCActionUpdate: t.Update, CDCActionDelete: t.Delete},
-		})
+		p := r.emitParams(t)
+		p.partitions = 1 // all of it, in this transaction
+		n, err := r.driver.cdcEmitTasks(ctx, tx, r.source.query, hash, p)
 		if err != nil {
 			return 0, fmt.Errorf("CDC %s: %w", r.name, err)
 		}
@@ -237,6 +248,18 @@ func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
 		return n, err
 	}
 	return 0, nil
+}
+
+// emitParams are the settings of this runner's task emission (one
+// partition of one, until emitPartitioned picks a partition).
+func (r *CDCRunnerAction) emitParams(t CDCTasks) cdcEmitParams {
+	return cdcEmitParams{
+		controller: r.controller, pendingTimeout: r.pendingTimeout, includeRow: t.IncludeRow,
+		limit: r.batchLimit, keyPrefix: r.name + ":", createdBy: truncateRunes("cdc:"+r.name, MaxCreatedByLength),
+		maxAttempts: orDefault(t.MaxAttempts, DefaultMaxAttempts),
+		names:       map[CDCAction]string{CDCActionCreate: t.Create, CDCActionUpdate: t.Update, CDCActionDelete: t.Delete},
+		partitions:  r.partitions,
+	}
 }
 
 // applyCallbacks streams the diff through the callbacks and records the

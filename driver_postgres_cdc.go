@@ -24,17 +24,32 @@ const zeroHash = "0::int8"
 // differs from the stored one, and stored objects gone from the source,
 // minus what was already emitted and is still pending (unless that emission
 // went stale). $1 controller, $2 pending timeout in seconds, $3 include the
-// source row, $4 limit (0: none).
-func (d *PostgresDriver) cdcDiffSQL(source, hash string) string {
+// source row, $4 limit (0: none). A partitioned diff (cdc_partition.go)
+// takes only the objects of one partition, $12 the mask and $13 the
+// partition.
+//
+// The stored side is what the hash join keeps in memory, so it is as narrow
+// as it can be: the pending hash only while it is fresh (a stale one reads
+// as none, which is what the diff does with it), and whether the row holds
+// no hash at all, instead of the pending time.
+func (d *PostgresDriver) cdcDiffSQL(source, hash string, partitioned bool) string {
+	srcPart, curPart := "", ""
+	if partitioned {
+		srcPart = "\n\tWHERE " + cdcPartitionExpr("(s.object_id)::text") + " = $13::int"
+		curPart = " AND " + cdcPartitionExpr("object_id") + " = $13::int"
+	}
 	return d.names.render("cdcDiff", `
 WITH src AS (
 	-- OFFSET 0 keeps this a subquery, so each row's hash is computed once.
 	SELECT (s.object_id)::text AS object_id, `+hash+` AS hash,
 		CASE WHEN $3::bool THEN to_jsonb(s) END AS row
-	FROM (`+source+`) s
+	FROM (`+source+`) s`+srcPart+`
 	OFFSET 0
 ), cur AS (
-	SELECT object_id, row_hash AS hash, pending_hash, pending_at FROM {{.CDC}} WHERE cdc_controller_id = $1
+	SELECT object_id, row_hash AS hash,
+		CASE WHEN pending_at IS NULL OR pending_at >= now() - make_interval(secs => $2::float8) THEN pending_hash END AS live_pending,
+		row_hash IS NULL AND pending_hash IS NULL AS empty
+	FROM {{.CDC}} WHERE cdc_controller_id = $1`+curPart+`
 ), diff AS (
 	SELECT coalesce(src.object_id, cur.object_id) AS object_id,
 		CASE WHEN src.object_id IS NULL THEN 'delete' WHEN cur.hash IS NULL THEN 'create' ELSE 'update' END AS action,
@@ -43,9 +58,8 @@ WITH src AS (
 		cur.object_id IS NOT NULL AS tracked
 	FROM src FULL JOIN cur ON cur.object_id = src.object_id
 	WHERE (src.object_id IS NULL OR src.hash IS DISTINCT FROM cur.hash)
-		AND (cur.pending_hash IS DISTINCT FROM coalesce(src.hash, `+zeroHash+`)
-			OR cur.pending_at < now() - make_interval(secs => $2::float8))
-		AND NOT (src.object_id IS NULL AND cur.hash IS NULL AND cur.pending_hash IS NULL)
+		AND cur.live_pending IS DISTINCT FROM coalesce(src.hash, `+zeroHash+`)
+		AND NOT (src.object_id IS NULL AND cur.empty)
 	LIMIT nullif($4::int, 0)
 )`)
 }
@@ -65,7 +79,7 @@ func (d *PostgresDriver) cdcEmitTasks(ctx context.Context, tx *sql.Tx, source, h
 	if d.notify {
 		channel = d.channel
 	}
-	q := d.cdcDiffSQL(source, hash) + d.names.render("cdcEmit", `,
+	q := d.cdcDiffSQL(source, hash, p.partitions > 1) + d.names.render("cdcEmit", `,
 added AS (
 	INSERT INTO {{.CDC}} (cdc_controller_id, object_id, pending_hash, pending_at)
 	SELECT $1, object_id, target, now() FROM diff WHERE NOT tracked
@@ -87,10 +101,14 @@ added AS (
 )
 SELECT (SELECT count(*) FROM diff),
 	(SELECT count(pg_notify($11::text, x.n)) FROM (SELECT DISTINCT task_name AS n FROM tasks) x WHERE $11::text <> '')`)
-	var n, notified int
-	err := tx.QueryRowContext(ctx, q, p.controller, p.pendingTimeout.Seconds(), p.includeRow, p.limit,
+	args := []any{p.controller, p.pendingTimeout.Seconds(), p.includeRow, p.limit,
 		p.names[CDCActionCreate], p.names[CDCActionUpdate], p.names[CDCActionDelete], p.keyPrefix,
-		p.createdBy, p.maxAttempts, channel).Scan(&n, &notified)
+		p.createdBy, p.maxAttempts, channel}
+	if p.partitions > 1 {
+		args = append(args, p.partitions-1, p.partition)
+	}
+	var n, notified int
+	err := tx.QueryRowContext(ctx, q, args...).Scan(&n, &notified)
 	if err != nil {
 		return 0, fmt.Errorf("queue: CDC emit: %w", err)
 	}
@@ -107,11 +125,14 @@ type cdcEmitParams struct {
 	keyPrefix      string
 	createdBy      string
 	maxAttempts    int
+	// partitions is how many partitions the diff is split into (1: none)
+	// and partition the one this statement emits.
+	partitions, partition int
 }
 
 // cdcDiffRows streams the diff to fn, one change at a time.
 func (d *PostgresDriver) cdcDiffRows(ctx context.Context, tx *sql.Tx, source, hash, controller string, includeRow bool, limit int, fn func(CDCObjectAction) error) error {
-	rows, err := tx.QueryContext(ctx, d.cdcDiffSQL(source, hash)+` SELECT object_id, action, target::text, row FROM diff`,
+	rows, err := tx.QueryContext(ctx, d.cdcDiffSQL(source, hash, false)+` SELECT object_id, action, target::text, row FROM diff`,
 		controller, 0.0, includeRow, limit)
 	if err != nil {
 		return fmt.Errorf("queue: CDC diff: %w", err)
@@ -218,12 +239,13 @@ WHERE c.cdc_controller_id = $1 AND c.object_id = src.object_id AND c.row_hash IS
 	return tx.Commit()
 }
 
-// cdcLock takes the controller's lock for the rest of tx, waiting for a
-// concurrent run of the same controller to commit first, and sets the
-// diff's work_mem: 32MB (64MB for the hash join, PostgreSQL 15's
-// hash_mem_multiplier being 2) keeps the stored hashes of 1M objects in one
-// batch, and keeps a backend's private memory at 82MB at 1M rows and 99MB
-// at 5M here (139MB and 167MB with 64MB).
+// cdcLock takes the controller's lock exclusively for the rest of tx
+// (waiting for a concurrent run of the same controller, partitioned or not,
+// to commit first) and sets the diff's work_mem: 32MB (64MB for the hash
+// join, PostgreSQL 15's hash_mem_multiplier being 2) keeps the stored hashes
+// of 1M objects in one batch, and a backend's private memory at about 80MB
+// at 1M rows and under 100MB at 5M here. A partitioned diff's backends
+// (cdcLockPartition) each hash a fraction of the rows with the same setting.
 func (d *PostgresDriver) cdcLock(ctx context.Context, tx *sql.Tx, controller string) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('esync-cdc:' || $1::text, 0)), set_config('work_mem', '32MB', true)`, controller)
 	return err

@@ -57,6 +57,9 @@ func TestBenchSmoke(t *testing.T) {
 		"| diff, 1% changed: source rows/s |",
 		"| 1000 finished tasks past retention: deleted/s |",
 		"| finished rows in the table during the drain",
+		"| first sync / that bulk insert |",
+		"| diff, 1% changed: source rows/s (median of 3 diffs a round) |",
+		"1 partitions | 2 partitions |",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)

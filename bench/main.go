@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -40,6 +42,8 @@ type config struct {
 	RetentionN         int           // finished tasks past retention for the deletion rate
 	RetentionDrainRate int           // tasks/s added during the retention drain
 	RetentionDrainFor  time.Duration // how long the retention drain runs
+	CDCPartitions      []int         // CDC partition counts measured side by side
+	CDCBulkMax         int           // most tasks the bulk insert the first sync is compared with inserts
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
 	Only               string        // "" for everything, "cdc", "retention" or "dashboard" for that measurement alone
@@ -65,6 +69,8 @@ func defaultConfig() config {
 		RetentionN:         200_000,
 		RetentionDrainRate: 6_000,
 		RetentionDrainFor:  30 * time.Second,
+		CDCPartitions:      []int{1, 2},
+		CDCBulkMax:         1_000_000,
 		Timeout:            5 * time.Minute,
 		DashboardTasks:     1_000_000,
 		DashboardRequests:  20,
@@ -86,6 +92,19 @@ func main() {
 	flag.IntVar(&cfg.RetentionN, "retention-n", cfg.RetentionN, "finished tasks past retention that the retention measurement deletes")
 	flag.IntVar(&cfg.RetentionDrainRate, "retention-drain-rate", cfg.RetentionDrainRate, "tasks/s added during the retention drain")
 	flag.DurationVar(&cfg.RetentionDrainFor, "retention-drain-for", cfg.RetentionDrainFor, "how long the retention drain runs")
+	flag.Func("cdc-partitions", `CDC partition counts to measure side by side, comma separated (default "1,2")`, func(v string) error {
+		var ns []int
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("%q is not a number", f)
+			}
+			ns = append(ns, n)
+		}
+		cfg.CDCPartitions = ns
+		return nil
+	})
+	flag.IntVar(&cfg.CDCBulkMax, "cdc-bulk-max", cfg.CDCBulkMax, "most tasks in the bulk insert the CDC first sync is compared with (it inserts min(-cdc-rows, this))")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc", "retention", or "dashboard" (not part of the full run)`)
@@ -139,6 +158,8 @@ func (c config) validate() error {
 		return fmt.Errorf("-workers, -claim-limit and -manager-concurrency must be at least 1")
 	case c.LatencyN < 1 || c.CDCRows < 100:
 		return fmt.Errorf("-latency-n must be at least 1 and -cdc-rows at least 100")
+	case len(c.CDCPartitions) == 0 || c.CDCBulkMax < 1:
+		return fmt.Errorf("-cdc-partitions needs at least one count and -cdc-bulk-max must be at least 1")
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout must be positive")
 	case c.RetentionN < 1 || c.RetentionDrainRate < 1 || c.RetentionDrainFor <= 0:

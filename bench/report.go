@@ -11,8 +11,8 @@ func printHeader(w io.Writer, cfg config, env environment) {
 	fmt.Fprintf(w, "esync vs River, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "machine:    %d CPUs, %s, %s\n", env.CPUs, env.CPUModel, env.GoVersion)
 	fmt.Fprintf(w, "postgres:   %s (%s)\n", env.Postgres, env.Source)
-	fmt.Fprintf(w, "settings:   rounds=%d insert-n=%d drain-n=%d dedup-n=%d dedup-keys=%d workers=%d claim-limit=%d manager-concurrency=%d\n\n",
-		cfg.Rounds, cfg.InsertN, cfg.DrainN, cfg.DedupN, cfg.DedupKeys, cfg.Workers, cfg.ClaimLimit, cfg.ManagerConcurrency)
+	fmt.Fprintf(w, "settings:   rounds=%d insert-n=%d drain-n=%d dedup-n=%d dedup-keys=%d workers=%d claim-limit=%d manager-concurrency=%d cdc-rows=%d cdc-partitions=%v\n\n",
+		cfg.Rounds, cfg.InsertN, cfg.DrainN, cfg.DedupN, cfg.DedupKeys, cfg.Workers, cfg.ClaimLimit, cfg.ManagerConcurrency, cfg.CDCRows, cfg.CDCPartitions)
 }
 
 // printTable prints the medians as a Markdown table, then each round's
