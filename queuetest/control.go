@@ -24,9 +24,16 @@ var ErrNoControl = errors.New("queuetest: this server cannot be stopped and star
 // or two to create.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
+	return newOwnServer(t, localOptions{durable: true})
+}
+
+// newOwnServer starts a cluster of the test's own, removed when the test
+// ends.
+func newOwnServer(t testing.TB, opt localOptions) *Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := startLocal(ctx, true)
+	s, err := startLocal(ctx, opt)
 	if err == nil {
 		admin, oerr := openAdmin(ctx, s)
 		if oerr != nil {
