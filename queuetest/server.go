@@ -49,9 +49,9 @@ type Server struct {
 	dsnFor      func(dbname string) string
 	adminDSNFor func(dbname string) string // the harness's own, direct connection; nil: dsnFor
 	password    string                     // set on the postgres role once the server is up
-	admin   *sql.DB
-	stop    func() error
-	control func(ctx context.Context, cmd string) error // "stop" or "start"; nil when the server is not the harness's own
+	admin       *sql.DB
+	stop        func() error
+	control     func(ctx context.Context, cmd string) error // "stop" or "start"; nil when the server is not the harness's own
 }
 
 // Start returns a server from the first source that works (see the package
