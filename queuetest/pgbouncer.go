@@ -1,6 +1,9 @@
 package queuetest
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 // NewPooledServer starts a PostgreSQL of the test's own with a PgBouncer in
 // front of it in transaction mode, as most production servers sit: a
@@ -30,4 +33,16 @@ func NewPooledServer(t testing.TB) *Server {
 func NewTLSServer(t testing.TB) *Server {
 	t.Helper()
 	return newOwnServer(t, localOptions{durable: true, tls: true})
+}
+
+// StartPooled is NewPooledServer for a whole suite (TestMain, a
+// sync.Once): it returns the server or why it could not start; Close it
+// when done (it is removed when the process exits in any case).
+func StartPooled(ctx context.Context) (*Server, error) {
+	return startOwn(ctx, localOptions{durable: true, pgbouncer: true})
+}
+
+// StartTLS is NewTLSServer for a whole suite, as StartPooled.
+func StartTLS(ctx context.Context) (*Server, error) {
+	return startOwn(ctx, localOptions{durable: true, tls: true})
 }
