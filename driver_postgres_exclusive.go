@@ -15,7 +15,7 @@ import (
 // DefaultExclusiveLease is how long an Exclusive stream's lease lasts
 // without renewal: the longest a stream stays unclaimed after its holder
 // died without giving it up.
-const DefaultExclusiveLease = 15 * time.Second
+const DefaultExclusiveLease = 30 * time.Second
 
 // ErrExclusiveLost is reported by (*ExclusiveLock).Check once the lease is
 // gone: another process took it over, it was released, or it could not be
@@ -35,6 +35,11 @@ func WithExclusiveLease(d time.Duration) PostgresOption {
 // beside the queue with an expiry, renewed in the background while held.
 // It holds through a transaction-pooling PgBouncer, unlike a session
 // lock. Each new holder gets a larger Fence.
+//
+// Check passes only while at least half the lease is left, so the stream's
+// claim that follows (bounded at 10s) lands while the lease holds when the
+// lease is longer than twice that; shorter leases suit tests and fast
+// databases.
 type ExclusiveLock struct {
 	d     *PostgresDriver
 	name  string

@@ -61,14 +61,16 @@ func withOneRoundTripBinding(dsn string) string {
 }
 
 // checkOneRoundTrip reports an error when the driver's *sql.DB binds
-// parameters in a second round trip, which a transaction pooler breaks: a
-// []byte parameter then travels as bytea text ("\x6162"), not as itself.
+// parameters in a second round trip, which a transaction pooler breaks. It
+// tells the two apart by a []byte parameter, which binary_parameters=yes
+// sends as binary data: the four bytes "   7" are then the int4 538976311,
+// else the text "   7", the number 7.
 func (d *PostgresDriver) checkOneRoundTrip(ctx context.Context) error {
-	var got string
-	if err := d.db.QueryRowContext(ctx, `SELECT $1::text`, []byte("ab")).Scan(&got); err != nil {
+	var got int64
+	if err := d.db.QueryRowContext(ctx, `SELECT $1::int4`, []byte("   7")).Scan(&got); err != nil {
 		return fmt.Errorf("queue: check parameter binding: %w", err)
 	}
-	if got != "ab" {
+	if got != 0x20202037 {
 		return errors.New("queue: WithPooler: the *sql.DB binds parameters in a second round trip, which a transaction pooler " +
 			"may send to another server connection; open it with binary_parameters=yes in its connection string")
 	}

@@ -231,8 +231,10 @@ RETURNING fence`),
 		exclusiveRenew: n.render("exclusiveRenew", `
 UPDATE {{.QObj "exclusive"}} SET expires_at = now() + make_interval(secs => $3)
 WHERE name = $1 AND token = $2`),
+		// Released by expiring at once; the row keeps the fence.
 		exclusiveRelease: n.render("exclusiveRelease", `
-DELETE FROM {{.QObj "exclusive"}} WHERE name = $1 AND token = $2`),
+UPDATE {{.QObj "exclusive"}} SET expires_at = now(), token = ''
+WHERE name = $1 AND token = $2`),
 
 		// A CDC controller's objects recorded as synced ($1 controller; ids,
 		// hashes and whether each was a delete): see cdcMarkSynced.
