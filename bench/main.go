@@ -38,6 +38,7 @@ type config struct {
 	Timeout            time.Duration // longest any one measurement may take
 	CPUProfile         string        // write a Go CPU profile of the whole run here
 	Only               string        // "" for everything, "cdc" for the CDC measurement alone
+	Pooler             bool          // esync direct vs through PgBouncer instead of esync vs River
 }
 
 // defaultConfig is what `go run .` measures.
@@ -74,6 +75,7 @@ func main() {
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc"`)
+	flag.BoolVar(&cfg.Pooler, "pooler", false, "measure esync straight on PostgreSQL next to through a PgBouncer in transaction mode (WithPooler, with and without a direct LISTEN DSN) instead of esync vs River")
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -35,7 +35,16 @@ start_pg() {
 start_pg
 bouncer=
 if [ -n "$PGBOUNCER" ]; then
-	"$PGBOUNCER" "$PGDIR/pgbouncer.ini" >>"$PGDIR/pgbouncer.log" 2>&1 &
+	# Restarted when it exits by itself, as a service manager would:
+	# PgBouncer 1.18 can die on a cancel request racing a query's end
+	# (pgbouncer/pgbouncer#822).
+	(
+		while [ ! -e "$PGDIR/pgbouncer.stop" ]; do
+			rm -f "$PGDIR/pgbouncer.pid"
+			"$PGBOUNCER" "$PGDIR/pgbouncer.ini" >>"$PGDIR/pgbouncer.log" 2>&1
+			[ -e "$PGDIR/pgbouncer.stop" ] || echo "queuetest: pgbouncer exited; restarting" >>"$PGDIR/pgbouncer.log"
+		done
+	) &
 	bouncer=$!
 fi
 while read -r cmd; do
@@ -44,7 +53,11 @@ while read -r cmd; do
 	start) start_pg; echo started ;;
 	esac
 done
-if [ -n "$bouncer" ]; then kill -INT $bouncer 2>/dev/null; wait $bouncer; fi
+if [ -n "$bouncer" ]; then
+	touch "$PGDIR/pgbouncer.stop"
+	kill -INT "$(cat "$PGDIR/pgbouncer.pid" 2>/dev/null)" 2>/dev/null
+	wait $bouncer
+fi
 kill -INT $pg 2>/dev/null
 wait $pg
 rm -rf "$PGDIR"

@@ -126,7 +126,8 @@ reserve_pool_size = 10
 ignore_startup_parameters = extra_float_digits
 server_check_delay = 1
 server_login_retry = 1
-`, dir, n.port, port)
+pidfile = %s
+`, dir, n.port, port, filepath.Join(dir, "pgbouncer.pid"))
 	if err := writeOwned(filepath.Join(dir, "pgbouncer.ini"), ini, cred, 0o600); err != nil {
 		return err
 	}
