@@ -27,7 +27,9 @@ var poolerPaths = []poolerPath{{
 }, {
 	name: "pgbouncer",
 	dsn:  func(srv *queuetest.Server, db string) string { return srv.DSN(db) },
-	opts: func(*queuetest.Server, string) []queue.PostgresOption { return []queue.PostgresOption{queue.WithPooler()} },
+	opts: func(*queuetest.Server, string) []queue.PostgresOption {
+		return []queue.PostgresOption{queue.WithPooler()}
+	},
 }, {
 	name: "pgbouncer+listen",
 	dsn:  func(srv *queuetest.Server, db string) string { return srv.DSN(db) },
