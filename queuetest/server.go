@@ -12,6 +12,11 @@
 //
 // With none of them, tests are skipped with a message saying what to install;
 // ESYNC_REQUIRE_PG=1 turns the skip into a failure.
+//
+// A test may also start a server of its own from the local binaries:
+// NewServer (one it can stop and start), NewPooledServer (behind a PgBouncer
+// in transaction mode) and NewTLSServer (TCP over TLS only, with a
+// throwaway CA for sslmode=verify-full).
 package queuetest
 
 import (
