@@ -31,11 +31,23 @@ const (
 type PostgresOption func(*postgresConfig)
 
 type postgresConfig struct {
-	schema    string
-	table     string
-	notify    bool
-	prepare   bool
-	listenDSN string
+	schema         string
+	table          string
+	notify         bool
+	prepare        bool
+	listenDSN      string
+	pooler         bool
+	exclusiveLease time.Duration
+}
+
+// newPostgresConfig applies opts to the defaults.
+func newPostgresConfig(opts []PostgresOption) postgresConfig {
+	cfg := postgresConfig{schema: DefaultSchema, table: DefaultTable, notify: true, prepare: true,
+		exclusiveLease: DefaultExclusiveLease}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	return cfg
 }
 
 // WithSchema places the queue in the given schema (default "public").
@@ -71,12 +83,19 @@ type PostgresDriver struct {
 	names          sqlNames
 	q              postgresQueries
 	stmts          *preparedStatements
+	// pooler: behind a transaction-pooling PgBouncer (WithPooler).
+	pooler         bool
+	exclusiveLease time.Duration
 }
 
 // OpenPostgres connects to the database at dsn (a URL or key=value string
 // as lib/pq accepts). It does not create tables: call Migrate.
 func OpenPostgres(dsn string, opts ...PostgresOption) (*PostgresDriver, error) {
-	connector, err := pq.NewConnector(dsn)
+	connectDSN := dsn
+	if newPostgresConfig(opts).pooler {
+		connectDSN = withOneRoundTripBinding(dsn)
+	}
+	connector, err := pq.NewConnector(connectDSN)
 	if err != nil {
 		if _, perr := url.Parse(dsn); perr != nil && strings.Contains(dsn, "://") {
 			// url.Parse quotes the whole URL, password included, and the
@@ -86,7 +105,7 @@ func OpenPostgres(dsn string, opts ...PostgresOption) (*PostgresDriver, error) {
 		}
 		return nil, fmt.Errorf("queue: parse connection string: %s", redactSecrets(err.Error(), dsn))
 	}
-	db := sql.OpenDB(connector)
+	db := sql.OpenDB(redactingConnector{connector: connector, dsn: dsn})
 	d, err := newPostgresDriver(db, opts)
 	if err != nil {
 		db.Close()
@@ -145,9 +164,12 @@ func NewPostgresDriver(user, pass, host, dbname, table string) (*PostgresDriver,
 }
 
 func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, error) {
-	cfg := postgresConfig{schema: DefaultSchema, table: DefaultTable, notify: true, prepare: true}
-	for _, opt := range opts {
-		opt(&cfg)
+	cfg := newPostgresConfig(opts)
+	if cfg.pooler {
+		cfg = cfg.forPooler()
+	}
+	if cfg.exclusiveLease < minExclusiveLease {
+		return nil, fmt.Errorf("queue: WithExclusiveLease(%s): must be at least %s", cfg.exclusiveLease, minExclusiveLease)
 	}
 	if err := validateIdentifier("schema", cfg.schema); err != nil {
 		return nil, err
@@ -167,6 +189,8 @@ func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, erro
 		names:          names,
 		q:              renderQueries(names),
 		stmts:          &preparedStatements{db: db, on: cfg.prepare},
+		pooler:         cfg.pooler,
+		exclusiveLease: cfg.exclusiveLease,
 	}, nil
 }
 

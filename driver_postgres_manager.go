@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"sync"
 	"time"
 
@@ -18,11 +17,13 @@ import (
 
 // ErrListenUnsupported is returned by Listen when the driver has no
 // connection string to open a listening connection with (it was made from a
-// *sql.DB without WithListenDSN) or notifications are off.
+// *sql.DB, or WithPooler, without WithListenDSN) or notifications are off.
+// The SyncManager then polls (WithPollInterval).
 var ErrListenUnsupported = errors.New("queue: LISTEN needs a connection string and notifications on")
 
-// WithListenDSN gives a driver made from a *sql.DB the connection string for
-// its LISTEN connection.
+// WithListenDSN gives the driver the connection string for its LISTEN
+// connection: needed by a driver made from a *sql.DB, and behind a pooler
+// (WithPooler), where it must reach PostgreSQL directly, not the pooler.
 func WithListenDSN(dsn string) PostgresOption {
 	return func(c *postgresConfig) { c.listenDSN = dsn }
 }
@@ -48,44 +49,6 @@ func (d *PostgresDriver) StartScheduledRun(ctx context.Context, name, startedBy 
 	return true, nil
 }
 
-// ExclusiveLock is a cluster-wide lock held on a dedicated connection.
-type ExclusiveLock struct {
-	conn *sql.Conn
-	key  int64
-}
-
-// TryExclusive takes the cluster-wide lock for name without waiting. It
-// returns nil and no error when another process holds it.
-func (d *PostgresDriver) TryExclusive(ctx context.Context, name string) (*ExclusiveLock, error) {
-	conn, err := d.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("queue: exclusive %q: %w", name, err)
-	}
-	key := int64(d.names.LockClass)<<32 | int64(crc32.ChecksumIEEE([]byte("stream:"+name)))
-	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil || !ok {
-		conn.Close()
-		if err != nil {
-			return nil, fmt.Errorf("queue: exclusive %q: %w", name, err)
-		}
-		return nil, nil
-	}
-	return &ExclusiveLock{conn: conn, key: key}, nil
-}
-
-// Check reports an error if the lock's connection is gone (and with it the
-// lock).
-func (l *ExclusiveLock) Check(ctx context.Context) error {
-	return l.conn.PingContext(ctx)
-}
-
-// Release gives the lock up.
-func (l *ExclusiveLock) Release(ctx context.Context) error {
-	_, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
-	l.conn.Close()
-	return err
-}
-
 // Listen calls h.Task with the task name of every task added (once per
 // statement and name), h.Control with every control announcement, and
 // h.Reconnect each time the listening connection is established, the first
@@ -94,7 +57,8 @@ func (l *ExclusiveLock) Release(ctx context.Context) error {
 // background. The returned function stops listening.
 func (d *PostgresDriver) Listen(ctx context.Context, h ListenHandlers) (stop func(), err error) {
 	dsn := d.dsn
-	if d.listenDSN != "" {
+	if d.listenDSN != "" || d.pooler {
+		// Behind a pooler only a direct connection string can LISTEN.
 		dsn = d.listenDSN
 	}
 	if dsn == "" || !d.notify {

@@ -54,6 +54,7 @@ type postgresQueries struct {
 	get, list, listNewest, count, countByState, cancel, cancelKey, retry               string
 	cancelUnhandled, scheduleRun, cdcSynced                                            string
 	takePermits, holdStream, cancelRequested, pauseStream, resumeStream, pausedStreams string
+	exclusiveTake, exclusiveRenew, exclusiveRelease                                    string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -283,6 +284,24 @@ VALUES ($1, now(), $2)
 ON CONFLICT (name) DO UPDATE SET last_started = now(), started_by = $2
 WHERE s.last_started <= now() - make_interval(secs => $3)
 RETURNING 1`),
+
+		// An Exclusive stream's lease ($1 name, $2 token, $3 holder, $4
+		// seconds): taken when free or expired, with a larger fence.
+		exclusiveTake: n.render("exclusiveTake", `
+INSERT INTO {{.QObj "exclusive"}} AS e (name, token, fence, held_by, acquired_at, expires_at)
+VALUES ($1, $2, 1, $3, now(), now() + make_interval(secs => $4))
+ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, fence = e.fence + 1, held_by = EXCLUDED.held_by,
+	acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
+WHERE e.expires_at <= now()
+RETURNING fence`),
+		// Renewed only by the holder whose token it still carries.
+		exclusiveRenew: n.render("exclusiveRenew", `
+UPDATE {{.QObj "exclusive"}} SET expires_at = now() + make_interval(secs => $3)
+WHERE name = $1 AND token = $2`),
+		// Released by expiring at once; the row keeps the fence.
+		exclusiveRelease: n.render("exclusiveRelease", `
+UPDATE {{.QObj "exclusive"}} SET expires_at = now(), token = ''
+WHERE name = $1 AND token = $2`),
 
 		// A CDC controller's objects recorded as synced ($1 controller; ids,
 		// hashes and whether each was a delete): see cdcMarkSynced.

@@ -3,6 +3,8 @@ package queue
 import (
 	"net/url"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 )
 
@@ -35,8 +37,10 @@ func RedactDSN(dsn string) string {
 // urlPassword matches the user:password@ part of a URL.
 var urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
 
-// redactSecrets removes from text the password that dsn carries, wherever it
-// appears.
+// redactSecrets removes from text the secrets that dsn carries, wherever
+// they appear: its passwords (password, sslpassword) and the paths or inline
+// contents of its certificate and key (sslrootcert, sslcert, sslkey), which
+// lib/pq's file errors quote.
 func redactSecrets(text, dsn string) string {
 	for _, secret := range dsnPasswords(dsn) {
 		if len(secret) >= 3 {
@@ -46,21 +50,42 @@ func redactSecrets(text, dsn string) string {
 	return text
 }
 
-// dsnPasswords returns the password in dsn in the forms it may be echoed in.
+// secretKeys are the connection parameters whose values never reach error
+// text.
+var secretKeys = []string{"password", "sslpassword", "sslrootcert", "sslcert", "sslkey"}
+
+// dsnValue matches key=value pairs of a key=value connection string, quoted
+// or not.
+var dsnValue = regexp.MustCompile(`(?i)\b(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]*)`)
+
+// dsnPasswords returns the secrets in dsn (see secretKeys), longest first,
+// in the forms they may be echoed in.
 func dsnPasswords(dsn string) []string {
 	var out []string
 	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
 		if p, has := u.User.Password(); has {
 			out = append(out, p, url.QueryEscape(p), url.PathEscape(p))
 		}
-		if p := u.Query().Get("password"); p != "" {
-			out = append(out, p)
+		q := u.Query()
+		for _, k := range secretKeys {
+			if v := q.Get(k); v != "" {
+				out = append(out, v, url.QueryEscape(v))
+			}
+		}
+	} else {
+		for _, m := range dsnValue.FindAllStringSubmatch(dsn, -1) {
+			if !slices.Contains(secretKeys, strings.ToLower(m[1])) {
+				continue
+			}
+			v := m[2]
+			out = append(out, v)
+			if strings.HasPrefix(v, "'") {
+				unq := strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(strings.Trim(v, "'"))
+				out = append(out, strings.Trim(v, "'"), unq)
+			}
 		}
 	}
-	for _, m := range dsnPassword.FindAllStringSubmatch(dsn, -1) {
-		p := m[2]
-		out = append(out, p, strings.Trim(p, "'"))
-	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 

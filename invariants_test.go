@@ -604,15 +604,26 @@ func requireNoNotification(t *testing.T, l *pq.Listener, wait time.Duration) {
 
 func TestInvariantsUnderConcurrency(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	checkInvariantsUnderConcurrency(t, setup(t), concurrencyLoad{claimers: 8, producers: 2, perProd: 5000, keys: 50})
+}
 
-	const (
-		claimers  = 8
-		producers = 2
-		perProd   = 5000 // tasks each producer adds
-		keys      = 50
-		retryRate = 0.1
+// concurrencyLoad sizes checkInvariantsUnderConcurrency.
+type concurrencyLoad struct {
+	claimers, producers int
+	perProd             int // tasks each producer adds
+	keys                int
+}
+
+// checkInvariantsUnderConcurrency runs claimers and producers at once on b
+// and checks invariants 1 to 5 while they run and after.
+func checkInvariantsUnderConcurrency(t *testing.T, b *testBundle, load concurrencyLoad) {
+	var (
+		claimers  = load.claimers
+		producers = load.producers
+		perProd   = load.perProd
+		keys      = load.keys
 	)
+	const retryRate = 0.1
 	keyName := func(i int) string { return fmt.Sprintf("key-%02d", i) }
 
 	var (
@@ -637,7 +648,7 @@ func TestInvariantsUnderConcurrency(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 
-	producing.Store(producers)
+	producing.Store(int32(producers))
 	for p := range producers {
 		wg.Add(1)
 		go func() {

@@ -59,6 +59,11 @@ func (d *PostgresDriver) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if d.pooler && !d.ownsDB {
+		if err := d.checkOneRoundTrip(ctx); err != nil {
+			return err
+		}
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("queue: migrate: %w", err)

@@ -50,8 +50,9 @@ func WithConcurrency(n int) StreamOption {
 }
 
 // Exclusive makes a stream run in one process of the cluster at a time: the
-// process that holds the stream's advisory lock. The others stand by and
-// take over when it goes away.
+// process that holds the stream's lease (a row beside the queue, renewed
+// while held; see WithExclusiveLease). The others stand by and take over
+// when it is released or runs out.
 func Exclusive() StreamOption {
 	return func(s *stream) { s.exclusive = true }
 }
@@ -290,14 +291,11 @@ func (s *stream) holdExclusive(ctx context.Context) bool {
 	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
 	defer cancel()
 	if l := s.lock.Load(); l != nil {
-		if time.Since(time.Unix(0, s.lockSeen.Load())) < s.m.cfg.pollInterval {
-			return true
-		}
 		if err := l.Check(callCtx); err == nil {
 			s.lockSeen.Store(time.Now().UnixNano())
 			return true
 		}
-		s.m.report(fmt.Errorf("stream %q: exclusive lock connection lost; standing by", s.name))
+		s.m.report(fmt.Errorf("stream %q: exclusive lease lost; standing by", s.name))
 		l.Release(callCtx)
 		s.lock.Store(nil)
 	}

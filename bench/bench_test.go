@@ -66,3 +66,31 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchPoolerSmoke runs the -pooler comparison at tiny sizes: every
+// path inserts, drains and times its tasks.
+func TestBenchPoolerSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and PgBouncer")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := defaultConfig()
+	cfg.Pooler, cfg.Rounds = true, 1
+	cfg.InsertN, cfg.DrainN, cfg.LatencyN = 100, 100, 3
+	cfg.Timeout = 2 * time.Minute
+	var out bytes.Buffer
+	err := run(ctx, cfg, &out)
+	if err != nil && os.Getenv(queuetest.RequireEnv) == "" && strings.Contains(err.Error(), "not found") {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	for _, want := range []string{"| direct |", "| pgbouncer |", "| pgbouncer+listen |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

@@ -21,8 +21,8 @@ type esyncBench struct {
 }
 
 // newEsyncBench opens and migrates the queue at dsn.
-func newEsyncBench(ctx context.Context, dsn string, cfg config) (*esyncBench, error) {
-	d, err := queue.OpenPostgres(dsn)
+func newEsyncBench(ctx context.Context, dsn string, cfg config, opts ...queue.PostgresOption) (*esyncBench, error) {
+	d, err := queue.OpenPostgres(dsn, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -30,8 +30,8 @@ func (l latencies) quantile(q float64) time.Duration {
 
 // esyncLatency starts a SyncManager (LISTEN on) and adds LatencyN tasks one
 // at a time, each after the previous one ran, timing insert to action start.
-func esyncLatency(ctx context.Context, dsn string, cfg config) (latencies, error) {
-	d, err := queue.OpenPostgres(dsn)
+func esyncLatency(ctx context.Context, dsn string, cfg config, opts ...queue.PostgresOption) (latencies, error) {
+	d, err := queue.OpenPostgres(dsn, opts...)
 	if err != nil {
 		return nil, err
 	}

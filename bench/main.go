@@ -49,6 +49,7 @@ type config struct {
 	Only               string        // "" for everything, "cdc", "retention" or "dashboard" for that measurement alone
 	DashboardTasks     int           // tasks in the queue behind the dashboard's pages
 	DashboardRequests  int           // timed requests per dashboard page
+	Pooler             bool          // esync direct vs through PgBouncer instead of esync vs River
 }
 
 // defaultConfig is what `go run .` measures.
@@ -110,6 +111,7 @@ func main() {
 	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "cdc", "retention", or "dashboard" (not part of the full run)`)
 	flag.IntVar(&cfg.DashboardTasks, "dashboard-tasks", cfg.DashboardTasks, "tasks in the queue behind the dashboard's pages (-only dashboard)")
 	flag.IntVar(&cfg.DashboardRequests, "dashboard-requests", cfg.DashboardRequests, "timed requests per dashboard page (-only dashboard)")
+	flag.BoolVar(&cfg.Pooler, "pooler", false, "measure esync straight on PostgreSQL next to through a PgBouncer in transaction mode (WithPooler, with and without a direct LISTEN DSN) instead of esync vs River")
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

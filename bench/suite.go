@@ -121,6 +121,9 @@ func onFreshDatabase(ctx context.Context, srv *queuetest.Server, f func(dsn stri
 // run starts one PostgreSQL (or uses DATABASE_URL) and runs the benchmark
 // on it.
 func run(ctx context.Context, cfg config, w io.Writer) error {
+	if cfg.Pooler {
+		return runPooler(ctx, cfg, w)
+	}
 	srv, err := queuetest.Start(ctx)
 	if err != nil {
 		return err

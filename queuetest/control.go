@@ -24,17 +24,16 @@ var ErrNoControl = errors.New("queuetest: this server cannot be stopped and star
 // or two to create.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
+	return newOwnServer(t, localOptions{durable: true})
+}
+
+// newOwnServer starts a cluster of the test's own, removed when the test
+// ends.
+func newOwnServer(t testing.TB, opt localOptions) *Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := startLocal(ctx, true)
-	if err == nil {
-		admin, oerr := openAdmin(ctx, s)
-		if oerr != nil {
-			s.stop()
-			err = oerr
-		}
-		s.admin = admin
-	}
+	s, err := startOwn(ctx, opt)
 	if err != nil {
 		if os.Getenv(RequireEnv) != "" {
 			t.Fatalf("queuetest: own server: %v (%s is set)", err, RequireEnv)
@@ -47,6 +46,22 @@ func NewServer(t testing.TB) *Server {
 		}
 	})
 	return s
+}
+
+// startOwn starts a cluster from the local binaries and opens the
+// harness's connection to it.
+func startOwn(ctx context.Context, opt localOptions) (*Server, error) {
+	s, err := startLocal(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := openAdmin(ctx, s)
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.admin = admin
+	return s, nil
 }
 
 // NewDSN creates a fresh database on s for the test and returns its

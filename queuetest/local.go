@@ -26,28 +26,62 @@ import (
 // directory.
 const supervisor = `
 start_pg() {
-	"$PGBIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -p 5432 \
-		-c listen_addresses= -c fsync=off -c synchronous_commit=$PGSYNC \
+	"$PGBIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -p "$PGPORT" \
+		-c listen_addresses="$PGLISTEN" -c fsync=off -c synchronous_commit=$PGSYNC \
 		-c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB \
-		-c max_locks_per_transaction=256 >>"$PGDIR/postgres.log" 2>&1 &
+		-c max_locks_per_transaction=256 $PGEXTRA >>"$PGDIR/postgres.log" 2>&1 &
 	pg=$!
 }
 start_pg
+bouncer=
+if [ -n "$PGBOUNCER" ]; then
+	# Restarted when it exits by itself, as a service manager would:
+	# PgBouncer 1.18 can die on a cancel request racing a query's end
+	# (pgbouncer/pgbouncer#822).
+	(
+		while [ ! -e "$PGDIR/pgbouncer.stop" ]; do
+			rm -f "$PGDIR/pgbouncer.pid"
+			"$PGBOUNCER" "$PGDIR/pgbouncer.ini" >>"$PGDIR/pgbouncer.log" 2>&1
+			[ -e "$PGDIR/pgbouncer.stop" ] || echo "queuetest: pgbouncer exited; restarting" >>"$PGDIR/pgbouncer.log"
+		done
+	) &
+	bouncer=$!
+fi
 while read -r cmd; do
 	case "$cmd" in
 	stop) kill -QUIT $pg 2>/dev/null; wait $pg; echo stopped ;;
 	start) start_pg; echo started ;;
 	esac
 done
+if [ -n "$bouncer" ]; then
+	touch "$PGDIR/pgbouncer.stop"
+	kill -INT "$(cat "$PGDIR/pgbouncer.pid" 2>/dev/null)" 2>/dev/null
+	wait $bouncer
+fi
 kill -INT $pg 2>/dev/null
 wait $pg
 rm -rf "$PGDIR"
 `
 
+// localOptions shapes a cluster made from the local binaries.
+type localOptions struct {
+	// durable turns synchronous_commit on: commits survive a crash of the
+	// server (not of the machine); fsync stays off either way.
+	durable bool
+	// tcp makes the server listen on 127.0.0.1 at a free port besides its
+	// unix socket (which then carries that port number too).
+	tcp bool
+	// tls turns TLS on with a throwaway CA and requires it, with a
+	// password, on TCP connections; it implies tcp.
+	tls bool
+	// pgbouncer runs a PgBouncer in transaction mode in front of the
+	// cluster: DSN then points at it, the harness's own connection does
+	// not.
+	pgbouncer bool
+}
+
 // startLocal makes a throwaway cluster with the local PostgreSQL binaries.
-// With durable set its commits survive a crash of the server (not of the
-// machine): synchronous_commit is on; fsync stays off either way.
-func startLocal(ctx context.Context, durable bool) (*Server, error) {
+func startLocal(ctx context.Context, opt localOptions) (*Server, error) {
 	bin, err := findPostgresBin()
 	if err != nil {
 		return nil, err
@@ -75,13 +109,19 @@ func startLocal(ctx context.Context, durable bool) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v: %s", err, lastLines(out, 5))
 	}
+	net, err := configureNetwork(dir, cred, opt)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 
 	sup := exec.Command("/bin/sh", "-c", supervisor)
 	syncCommit := "off"
-	if durable {
+	if opt.durable {
 		syncCommit = "on"
 	}
-	sup.Env = append(os.Environ(), "PGBIN="+bin, "PGDIR="+dir, "PGSYNC="+syncCommit)
+	sup.Env = append(os.Environ(), "PGBIN="+bin, "PGDIR="+dir, "PGSYNC="+syncCommit,
+		"PGPORT="+strconv.Itoa(net.port), "PGLISTEN="+net.listen, "PGEXTRA="+net.extra, "PGBOUNCER="+net.pgbouncer)
 	sup.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	sup.Dir = dir
 	stdin, err := sup.StdinPipe()
@@ -109,13 +149,14 @@ func startLocal(ctx context.Context, durable bool) (*Server, error) {
 		close(exited)
 	}()
 	var controlMu sync.Mutex
-	socket := filepath.Join(dir, ".s.PGSQL.5432")
+	socket := filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(net.port))
 
 	s := &Server{
-		Source: "local",
-		dsnFor: func(db string) string {
-			return fmt.Sprintf("host=%s port=5432 user=postgres dbname=%s sslmode=disable", dir, db)
-		},
+		Source:      "local",
+		RootCert:    net.rootCert,
+		dsnFor:      net.dsnFor,
+		adminDSNFor: net.adminDSNFor,
+		password:    net.password,
 		control: func(ctx context.Context, cmd string) error {
 			controlMu.Lock()
 			defer controlMu.Unlock()
@@ -149,6 +190,12 @@ func startLocal(ctx context.Context, durable bool) (*Server, error) {
 	if err := waitSocket(startCtx, socket, exited, dir); err != nil {
 		s.stop()
 		return nil, err
+	}
+	if net.pgbouncer != "" {
+		if err := waitPort(startCtx, net.bouncerPort, exited, dir); err != nil {
+			s.stop()
+			return nil, err
+		}
 	}
 	return s, nil
 }

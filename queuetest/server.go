@@ -12,6 +12,11 @@
 //
 // With none of them, tests are skipped with a message saying what to install;
 // ESYNC_REQUIRE_PG=1 turns the skip into a failure.
+//
+// A test may also start a server of its own from the local binaries:
+// NewServer (one it can stop and start), NewPooledServer (behind a PgBouncer
+// in transaction mode) and NewTLSServer (TCP over TLS only, with a
+// throwaway CA for sslmode=verify-full).
 package queuetest
 
 import (
@@ -41,11 +46,17 @@ const InstallHint = "no PostgreSQL available: set DATABASE_URL, start a Docker e
 type Server struct {
 	// Source says where the server came from: "env", "docker" or "local".
 	Source string
+	// RootCert is the file of the throwaway CA that signed the server's
+	// certificate (NewTLSServer); empty when TLS is off. DSN names it as
+	// sslrootcert already.
+	RootCert string
 
-	dsnFor  func(dbname string) string
-	admin   *sql.DB
-	stop    func() error
-	control func(ctx context.Context, cmd string) error // "stop" or "start"; nil when the server is not the harness's own
+	dsnFor      func(dbname string) string
+	adminDSNFor func(dbname string) string // the harness's own, direct connection; nil: dsnFor
+	password    string                     // set on the postgres role once the server is up
+	admin       *sql.DB
+	stop        func() error
+	control     func(ctx context.Context, cmd string) error // "stop" or "start"; nil when the server is not the harness's own
 }
 
 // Start returns a server from the first source that works (see the package
@@ -60,7 +71,7 @@ func Start(ctx context.Context) (*Server, error) {
 		s = d
 	} else {
 		errs = append(errs, "docker: "+err.Error())
-		l, err := startLocal(ctx, false)
+		l, err := startLocal(ctx, localOptions{})
 		if err != nil {
 			errs = append(errs, "local binaries: "+err.Error())
 			return nil, fmt.Errorf("%s (%s)", InstallHint, strings.Join(errs, "; "))
@@ -78,19 +89,38 @@ func Start(ctx context.Context) (*Server, error) {
 
 // openAdmin opens the connection the harness manages databases with.
 func openAdmin(ctx context.Context, s *Server) (*sql.DB, error) {
-	admin, err := sql.Open("postgres", s.dsnFor("postgres"))
+	admin, err := sql.Open("postgres", s.DirectDSN("postgres"))
 	if err == nil {
 		err = waitReady(ctx, admin)
 	}
+	if err == nil && s.password != "" {
+		_, err = admin.ExecContext(ctx, "ALTER ROLE postgres PASSWORD "+pq.QuoteLiteral(s.password))
+	}
 	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
 		return nil, fmt.Errorf("queuetest: %s server not ready: %w", s.Source, err)
 	}
 	admin.SetMaxOpenConns(4)
 	return admin, nil
 }
 
-// DSN returns a connection string for the named database on the server.
+// DSN returns a connection string for the named database on the server:
+// through the PgBouncer of NewPooledServer, over verified TLS on
+// NewTLSServer.
 func (s *Server) DSN(dbname string) string { return s.dsnFor(dbname) }
+
+// DirectDSN returns a connection string for the named database that
+// reaches PostgreSQL itself, not the PgBouncer in front of it (the same as
+// DSN on a server without one): what LISTEN needs behind a pooler
+// (queue.WithListenDSN). On a TLS server it is the unix socket.
+func (s *Server) DirectDSN(dbname string) string {
+	if s.adminDSNFor != nil {
+		return s.adminDSNFor(dbname)
+	}
+	return s.dsnFor(dbname)
+}
 
 // CreateDatabase creates a database with a fresh random name and returns its
 // name and connection string.

@@ -14,6 +14,7 @@ import (
 // database.
 type app struct {
 	dsn, schema, table string
+	pooler             bool
 	driver             *queue.PostgresDriver
 }
 
@@ -23,6 +24,8 @@ func (a *app) addFlags(root *cobra.Command) {
 	f.StringVar(&a.dsn, "dsn", "", "PostgreSQL connection string (default $DATABASE_URL)")
 	f.StringVar(&a.schema, "schema", queue.DefaultSchema, "schema of the queue")
 	f.StringVar(&a.table, "table", queue.DefaultTable, "table of the queue")
+	f.BoolVar(&a.pooler, "pooler", os.Getenv("ESYNC_POOLER") == "1",
+		"the DSN reaches PostgreSQL through a pooler in transaction mode, such as PgBouncer (default $ESYNC_POOLER=1)")
 }
 
 // open returns the queue's driver, opening it on first use.
@@ -37,7 +40,11 @@ func (a *app) open(context.Context) (*queue.PostgresDriver, error) {
 	if dsn == "" {
 		return nil, usagef("no database: pass --dsn or set DATABASE_URL")
 	}
-	d, err := queue.OpenPostgres(dsn, queue.WithSchema(a.schema), queue.WithTable(a.table))
+	opts := []queue.PostgresOption{queue.WithSchema(a.schema), queue.WithTable(a.table)}
+	if a.pooler {
+		opts = append(opts, queue.WithPooler())
+	}
+	d, err := queue.OpenPostgres(dsn, opts...)
 	if err != nil {
 		return nil, err
 	}
