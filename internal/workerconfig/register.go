@@ -19,6 +19,8 @@ import (
 type Options struct {
 	// NoRetry gives every task one attempt: a failed run is FAILED.
 	NoRetry bool
+	// NoSchedules leaves the schedules out (a worker that runs until idle).
+	NoSchedules bool
 	// DB is the queue's database, used by sql actions that name no
 	// database of their own.
 	DB *sql.DB
@@ -96,6 +98,9 @@ func (c *Config) Register(sm *queue.SyncManager, o Options) (closeDBs func() err
 		}
 	}
 	for i := range c.Schedules {
+		if o.NoSchedules {
+			break
+		}
 		if err := b.registerSchedule(sm, i); err != nil {
 			problems = append(problems, err)
 		}
