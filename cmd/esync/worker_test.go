@@ -265,6 +265,32 @@ func TestWorker(t *testing.T) {
 	t.Run("signals", func(t *testing.T) { t.Parallel(); testWorkerSignals(t, bin) })
 	t.Run("check", func(t *testing.T) { t.Parallel(); testWorkerCheck(t, bin) })
 	t.Run("metrics", func(t *testing.T) { t.Parallel(); testWorkerMetrics(t, bin) })
+	t.Run("secrets in logs", func(t *testing.T) { t.Parallel(); testWorkerRedactsLogs(t, bin) })
+}
+
+// A scheduled program that fails with a secret in its output is logged
+// with the secret redacted.
+func testWorkerRedactsLogs(t *testing.T, bin string) {
+	e := newWorkerEnv(t, bin)
+	e.script("leak.sh", `echo "token is $TOKEN"; exit 1`)
+	cfg := e.config(`
+[[schedules]]
+name = "leaky"
+stream = "ops"
+every = "100ms"
+[schedules.exec]
+program = "DIR/leak.sh"
+env = { TOKEN = "${PUSH_TOKEN}" }
+`)
+	p := e.start("worker", "--config", cfg)
+	line := p.waitLine("token is")
+	if !strings.Contains(line, "token is [redacted]") {
+		t.Errorf("log line %q", line)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 { // wait fails the test if the secret was printed
+		t.Fatalf("exit %d\n%s", code, p.output())
+	}
 }
 
 const execConfig = `

@@ -213,9 +213,11 @@ func TestCheckFindsActionErrors(t *testing.T) {
 // A secret from the environment never appears in an error, even when an
 // action quotes the value it refuses.
 func TestSecretsNeverInErrors(t *testing.T) {
-	vars := map[string]string{"SENDGRID_API_KEY": secret, "HOST": "https://" + secret + ".example.com/path", "HOOK": "ftp://" + secret}
+	const hostSecret = "host-secret-4f2a"
+	vars := map[string]string{"SENDGRID_API_KEY": secret, "HOST": "https://" + hostSecret + ".example.com/path", "HOOK": "ftp://" + secret}
 	for _, src := range []string{
 		"[tasks.a.email]\napi_key = \"${SENDGRID_API_KEY}\"\nhost = \"${HOST}\"\n",
+		"[tasks.a.email]\napi_key = \"k\"\nhost = \"${HOST}\"\n",
 		"[tasks.a.webhook]\nurl = \"${HOOK}\"\nsecret = \"${SENDGRID_API_KEY}\"\n",
 		"[tasks.a.exec]\nprogram = \"/bin/true\"\nenv = { \"BAD NAME\" = \"${SENDGRID_API_KEY}\" }\n",
 		"[tasks.a.sql]\nstatement = \"SELECT '${SENDGRID_API_KEY}\"\n",
@@ -229,7 +231,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			t.Errorf("accepted:\n%s", src)
 			continue
 		}
-		if strings.Contains(err.Error(), secret) {
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), hostSecret) {
 			t.Errorf("secret in error: %v", err)
 		}
 	}
