@@ -2,6 +2,7 @@ package workerconfig
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -251,5 +252,34 @@ func TestExpand(t *testing.T) {
 		if _, _, err := expand(in, lookup); err == nil {
 			t.Errorf("expand(%q) accepted", in)
 		}
+	}
+}
+
+// The reference configuration in the package documentation is valid.
+func TestDocumentedConfig(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	start, end := strings.Index(text, "//\t[queue]"), strings.Index(text, "// # Secrets")
+	if start < 0 || end < start {
+		t.Fatal("no configuration in doc.go")
+	}
+	var src strings.Builder
+	for _, line := range strings.Split(text[start:end], "\n") {
+		src.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "//"), "\t") + "\n")
+	}
+	vars := map[string]string{"DATABASE_URL": "postgres://localhost/app", "CRM_TOKEN": "c", "HOOK_SECRET": "h",
+		"WEBHOOK_SECRET": "w", "REPORTS_URL": "postgres://localhost/reports", "SENDGRID_API_KEY": "s"}
+	c, err := Parse("doc.go", []byte(src.String()), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Tasks) != 4 || len(c.Schedules) != 1 {
+		t.Errorf("%d tasks and %d schedules, want 4 and 1", len(c.Tasks), len(c.Schedules))
 	}
 }
