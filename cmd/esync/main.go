@@ -6,6 +6,7 @@
 //	esync counts [NAME]                    tasks per state
 //	esync cancel ID... | --key K           cancel pending tasks
 //	esync retry ID...                      run FAILED or CANCELLED tasks again
+//	esync worker --config esync.toml       run the tasks of a configuration file
 //	esync completion bash|zsh|fish|powershell
 //
 // The database comes from --dsn or DATABASE_URL; --schema and --table place
@@ -22,6 +23,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -65,6 +67,13 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var exit exitError
+	if errors.As(err, &exit) {
+		if exit.msg != "" {
+			fmt.Fprintf(stderr, "esync: %s\n", exit.msg)
+		}
+		return exit.code
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "esync: interrupted")
