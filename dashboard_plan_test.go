@@ -153,11 +153,11 @@ func TestDashboardQueriesUseIndexes(t *testing.T) {
 	}
 	check("counts", func() error { _, err := d.DashboardCounts(ctx); return err },
 		"pending_idx", "key_running_idx", "failed_idx")
-	check("finished", func() error { _, _, err := d.DashboardFinished(ctx, now.Add(-time.Hour), time.Time{}); return err }, "finished_idx")
+	check("finished", func() error { _, _, err := d.DashboardFinished(ctx, now.Add(-time.Hour), time.Time{}); return err }, "finished_state_idx")
 	check("finished, bounded", func() error {
 		_, _, err := d.DashboardFinished(ctx, now.Add(-time.Hour), now.Add(-30*time.Minute))
 		return err
-	}, "finished_idx")
+	}, "finished_state_idx")
 	check("oldest due", func() error { _, _, _, err := d.DashboardOldestDue(ctx); return err })
 	check("running by name", func() error { _, err := d.DashboardRunningByName(ctx); return err })
 	task, err := d.GetTask(ctx, 29_951) // a SUPERSEDED one

@@ -414,7 +414,8 @@ func (d *PostgresDriver) DashboardFinished(ctx context.Context, since, until tim
 		rows, err := tx.QueryContext(ctx, d.names.render("dashboardFinished", `
 SELECT date_part('epoch', date_trunc('minute', finished_at)), task_name, state, count(*)
 FROM {{.Table}}
-WHERE finished_at >= date_trunc('minute', $1::timestamptz) AND finished_at < coalesce($2::timestamptz, 'infinity')
+WHERE state IN ('DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+	AND finished_at >= date_trunc('minute', $1::timestamptz) AND finished_at < coalesce($2::timestamptz, 'infinity')
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`), since, sql.NullTime{Time: until, Valid: !until.IsZero()})
 		if err != nil {
 			return err
