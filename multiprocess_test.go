@@ -143,27 +143,7 @@ func (l *lockedBuffer) String() string {
 
 func startMPWorker(t *testing.T, dsn string) *mpWorker {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMultiProcessWorker$", "-test.count=1", "-test.timeout=5m", "-test.v")
-	cmd.Env = append(os.Environ(), mpWorkerEnv+"="+dsn)
-	w := &mpWorker{cmd: cmd, out: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = w.out, w.out
-	var err error
-	if w.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { w.err = cmd.Wait(); close(w.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-w.exited:
-		default:
-			cmd.Process.Kill()
-			<-w.exited
-		}
-	})
-	return w
+	return startWorkerProcess(t, "TestMultiProcessWorker", mpWorkerEnv+"="+dsn)
 }
 
 func TestMultiProcess(t *testing.T) {
