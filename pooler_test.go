@@ -308,38 +308,37 @@ func TestNetExclusiveLeaseTakeOver(t *testing.T) {
 	})
 }
 
-// A schedule on three managers runs once per period, not once per manager.
+// A schedule on three managers runs once per period, not once per manager:
+// the three fire at nearly the same moment, so a period run twice shows as
+// two starts milliseconds apart; runs of different periods are a period
+// apart, give or take the machine's delays (a quarter period is allowed).
 func TestNetScheduleOncePerPeriod(t *testing.T) {
 	t.Parallel()
 	forEachTarget(t, func(t *testing.T, tg netTarget, s *queuetest.Server) {
 		b := targetBundle(t, tg, s)
-		const period = 200 * time.Millisecond
+		const period = 400 * time.Millisecond
 		var mu sync.Mutex
 		var starts []time.Time
 		for range 3 {
 			sm := queue.NewSyncManager(openTarget(t, tg, b.dsn), queue.WithPollInterval(50*time.Millisecond))
 			requireNoError(t, sm.Schedule(scheduledFunc{"s", func() error {
-				var now time.Time
-				if err := b.db.QueryRow(`SELECT clock_timestamp()`).Scan(&now); err != nil {
-					return err
-				}
 				mu.Lock()
-				starts = append(starts, now)
+				starts = append(starts, time.Now())
 				mu.Unlock()
 				return nil
 			}}, period, queue.ScheduleName("shared")))
 			smStart(t, sm)
 		}
-		smEventually(t, 30*time.Second, "eight scheduled runs", func() bool {
+		smEventually(t, 30*time.Second, "six scheduled runs", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
-			return len(starts) >= 8
+			return len(starts) >= 6
 		})
 		mu.Lock()
 		defer mu.Unlock()
 		sortTimes(starts)
 		for i := 1; i < len(starts); i++ {
-			if gap := starts[i].Sub(starts[i-1]); gap < period/2-40*time.Millisecond {
+			if gap := starts[i].Sub(starts[i-1]); gap < period/4 {
 				t.Fatalf("runs %d and %d started %s apart (period %s): a period ran twice", i-1, i, gap, period)
 			}
 		}
