@@ -18,17 +18,23 @@ type QueueStat struct {
 	OldestDueWait time.Duration
 }
 
-// queueStatsQuery counts the unfinished tasks per name and state. It reads
-// only rows in READY, RETRY and IN PROGRESS, which the partial indexes of
-// the claim cover, so its cost follows the backlog and not the finished
-// rows kept for retention.
+// queueStatsQuery counts the unfinished tasks per name and state. Its two
+// halves have the predicates of the partial indexes of pending tasks
+// (pending_idx) and of running tasks (key_running_idx), so each reads only
+// its index's rows: the cost follows the backlog, not the finished rows
+// kept for retention.
 const queueStatsQuery = `
 SELECT task_name, state, count(*),
-	coalesce(date_part('epoch', now() - min(do_after) FILTER (WHERE state <> 'IN PROGRESS' AND do_after <= now())), 0)
+	coalesce(date_part('epoch', now() - min(do_after) FILTER (WHERE do_after <= now())), 0)
 FROM {{.Table}}
-WHERE state IN ('READY', 'RETRY', 'IN PROGRESS') AND task_name IS NOT NULL
+WHERE state IN ('READY', 'RETRY') AND task_name IS NOT NULL
 GROUP BY task_name, state
-ORDER BY task_name, state`
+UNION ALL
+SELECT task_name, state, count(*), 0
+FROM {{.Table}}
+WHERE state = 'IN PROGRESS'
+GROUP BY task_name, state
+ORDER BY 1, 2`
 
 // QueueStats reads the depth of the queue in one grouped query: per task
 // name and unfinished state (READY, RETRY, IN PROGRESS), how many tasks
