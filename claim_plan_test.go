@@ -18,20 +18,7 @@ import (
 // those plans. The claim is rolled back.
 func claimPlans(t *testing.T, b *testBundle, limit int) []string {
 	t.Helper()
-	var mu sync.Mutex
-	var plans []string
-	base, err := pq.NewConnector(b.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(n *pq.Error) {
-		if strings.Contains(n.Message, "Query Text:") {
-			mu.Lock()
-			plans = append(plans, n.Message)
-			mu.Unlock()
-		}
-	}))
-	defer db.Close()
+	db, takePlans := planDB(t, b)
 	tx, err := db.BeginTx(b.ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +44,36 @@ func claimPlans(t *testing.T, b *testBundle, limit int) []string {
 	if n != limit {
 		t.Fatalf("claimed %d, want %d", n, limit)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return plans
+	return takePlans()
+}
+
+// planDB opens a connection pool on b's database that collects the plans
+// auto_explain sends as notices (once it is loaded and set to notice);
+// takePlans returns those collected since the last call. It is closed when
+// the test ends.
+func planDB(t *testing.T, b *testBundle) (db *sql.DB, takePlans func() []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var plans []string
+	base, err := pq.NewConnector(b.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(n *pq.Error) {
+		if strings.Contains(n.Message, "Query Text:") {
+			mu.Lock()
+			plans = append(plans, n.Message)
+			mu.Unlock()
+		}
+	}))
+	t.Cleanup(func() { db.Close() })
+	return db, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := plans
+		plans = nil
+		return out
+	}
 }
 
 func TestClaimPlansDoNotDependOnStatistics(t *testing.T) {

@@ -2,16 +2,12 @@ package queue_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/lib/pq"
 
 	"github.com/esync/queue"
 )
@@ -48,20 +44,7 @@ ORDER BY i`, n)
 // connection sends the plan of every statement it runs to the test.
 func explainingDriver(t *testing.T, b *testBundle) (*queue.PostgresDriver, func() []string) {
 	t.Helper()
-	var mu sync.Mutex
-	var plans []string
-	base, err := pq.NewConnector(b.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(n *pq.Error) {
-		if strings.Contains(n.Message, "Query Text:") {
-			mu.Lock()
-			plans = append(plans, n.Message)
-			mu.Unlock()
-		}
-	}))
-	t.Cleanup(func() { db.Close() })
+	db, takePlans := planDB(t, b)
 	db.SetMaxOpenConns(1)
 	for _, s := range []string{
 		`LOAD 'auto_explain'`,
@@ -77,13 +60,7 @@ func explainingDriver(t *testing.T, b *testBundle) (*queue.PostgresDriver, func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		out := plans
-		plans = nil
-		return out
-	}
+	return d, takePlans
 }
 
 func TestDashboardQueriesUseIndexes(t *testing.T) {

@@ -351,24 +351,6 @@ func TestScheduleTimeZoneAcrossDST(t *testing.T) {
 	}
 }
 
-// logLines is a slog handler's output, for waiting on a log line.
-type logLines struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 // TestScheduleMissedFirings: an hourly schedule runs at 10:00, then every
 // process is down until 13:30. With the default (skip), the next run is
 // 14:00's; with MissedRunOnce two managers starting together catch up once,
@@ -391,7 +373,7 @@ func TestScheduleMissedFirings(t *testing.T) {
 			smStop(t, sm)
 
 			clock.Advance(utc(t, "2026-01-08 13:30:00").Sub(clock.Now()))
-			var lines logLines
+			var lines syncBuffer
 			logger := slog.New(slog.NewTextHandler(&lines, nil))
 			for i := 1; i <= 2; i++ {
 				sm := queue.NewSyncManager(smOpen(t, e.dsn), queue.WithScheduleClock(clock), queue.WithLogger(logger))
@@ -403,7 +385,7 @@ func TestScheduleMissedFirings(t *testing.T) {
 			want := utcs(t, "2026-01-08 10:00:00", "2026-01-08 14:00:00")
 			if policy == queue.MissedSkip {
 				smEventually(t, 30*time.Second, "the missed firings to be logged as skipped", func() bool {
-					return lines.count("missed while no process ran the schedule") == 2
+					return strings.Count(lines.String(), "missed while no process ran the schedule") == 2
 				})
 			} else {
 				smEventually(t, 30*time.Second, "the catch-up run", func() bool { return log.count(name, utc(t, "2026-01-08 13:00:00")) > 0 })

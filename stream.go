@@ -33,7 +33,6 @@ type stream struct {
 	running    atomic.Int64
 	emptyAtGen atomic.Int64 // finishGen before the last claim that found nothing; -1 after one that found work
 	lock       atomic.Pointer[ExclusiveLock]
-	lockSeen   atomic.Int64 // unix nanos of the last successful lock check
 	faults     *faultReport
 
 	cancel   context.CancelCauseFunc
@@ -292,7 +291,6 @@ func (s *stream) holdExclusive(ctx context.Context) bool {
 	defer cancel()
 	if l := s.lock.Load(); l != nil {
 		if err := l.Check(callCtx); err == nil {
-			s.lockSeen.Store(time.Now().UnixNano())
 			return true
 		}
 		s.m.report(fmt.Errorf("stream %q: exclusive lease lost; standing by", s.name))
@@ -311,7 +309,6 @@ func (s *stream) holdExclusive(ctx context.Context) bool {
 		return false
 	}
 	s.lock.Store(l)
-	s.lockSeen.Store(time.Now().UnixNano())
 	return true
 }
 
