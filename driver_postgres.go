@@ -86,6 +86,8 @@ type PostgresDriver struct {
 	// pooler: behind a transaction-pooling PgBouncer (WithPooler).
 	pooler         bool
 	exclusiveLease time.Duration
+	// claimWalks: where each claim's walk of the queue starts.
+	claimWalks claimWalks
 }
 
 // OpenPostgres connects to the database at dsn (a URL or key=value string
@@ -277,22 +279,27 @@ func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTas
 	if p.Lease <= 0 {
 		return nil, errors.New("queue: claim needs a positive lease")
 	}
-	rows, err := d.stmts.query(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds(), p.Stream)
+	walk, from := d.claimWalks.start(p.Names)
+	rows, err := d.stmts.query(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds(), p.Stream, from)
 	if err != nil {
 		return nil, fmt.Errorf("queue: claim: %w", err)
 	}
 	defer rows.Close()
 	// Room for a usual claim up front: growing the slice copies every task.
 	out := make([]ClaimedTask, 0, min(p.Limit, 512))
+	var first float64
 	for rows.Next() {
 		out = append(out, ClaimedTask{})
 		c := &out[len(out)-1]
-		if err := scanTask(rows, &c.Task, &c.Lease); err != nil {
+		if err := scanTask(rows, &c.Task, &c.Lease, &first); err != nil {
 			return nil, fmt.Errorf("queue: claim: %w", err)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("queue: claim: %w", err)
+	}
+	if len(out) > 0 {
+		d.claimWalks.found(walk, first)
 	}
 	return out, nil
 }
@@ -556,16 +563,16 @@ const taskColumns = `id, task_key, task_name, date_part('epoch', coalesce(create
 	coalesce(superseded_by, 0), date_part('epoch', finished_at), lease_token::text, date_part('epoch', lease_expires_at)`
 
 // scanTask reads a row of taskColumns into t, and the lease into lease if
-// it is not nil.
-func scanTask(r rowScanner, t *Task, lease *Lease) error {
+// it is not nil; columns after taskColumns go into more.
+func scanTask(r rowScanner, t *Task, lease *Lease, more ...any) error {
 	var state string
 	var created, runAfter, attempted float64
 	var finished, leaseExpires sql.NullFloat64
 	var token sql.NullString
-	err := r.Scan(&t.ID, &t.Key, &t.Name, &created, &t.CreatedBy, &state,
+	dest := []any{&t.ID, &t.Key, &t.Name, &created, &t.CreatedBy, &state,
 		&t.RawData, &t.Attempt, &t.MaxAttempts, &runAfter, &attempted, &t.Message,
-		&t.SupersededBy, &finished, &token, &leaseExpires)
-	if err != nil {
+		&t.SupersededBy, &finished, &token, &leaseExpires}
+	if err := r.Scan(append(dest, more...)...); err != nil {
 		return err
 	}
 	t.Created, t.RunAfter, t.LastAttempted = epochTime(created), epochTime(runAfter), epochTime(attempted)

@@ -466,7 +466,8 @@ ORDER BY id LIMIT 1`)).Scan(&id, &secs)
 type SupersedeChain struct {
 	// RanInstead follows SupersededBy from the task: the task that
 	// superseded it first, then the one that superseded that one, and so on
-	// (at most 10).
+	// (the first 10, then the chain's end: the task that ran or is to run,
+	// if it is within 1,000 links).
 	RanInstead []Task
 	// Superseded lists the tasks this one superseded, newest first (at most
 	// 20; SupersededMore says whether there are more).
@@ -478,17 +479,21 @@ type SupersedeChain struct {
 func (d *PostgresDriver) DashboardSupersedeChain(ctx context.Context, t Task) (SupersedeChain, error) {
 	var c SupersedeChain
 	err := d.dashboardRead(ctx, func(tx *sql.Tx) error {
-		for next, hops := t.SupersededBy, 0; next != 0 && hops < 10; hops++ {
-			var n Task
-			err := scanTask(tx.QueryRowContext(ctx, d.q.get, next), &n, nil)
+		// A key updated often while its task ran leaves a long chain (each
+		// task added supersedes the one before it).
+		var last Task
+		for next, hops := t.SupersededBy, 0; next != 0 && hops < 1000; hops++ {
+			err := scanTask(tx.QueryRowContext(ctx, d.q.get, next), &last, nil)
 			if errors.Is(err, sql.ErrNoRows) {
 				break // removed by retention
 			}
 			if err != nil {
 				return err
 			}
-			c.RanInstead = append(c.RanInstead, n)
-			next = n.SupersededBy
+			if hops < 10 || last.State != TaskSuperseded {
+				c.RanInstead = append(c.RanInstead, last)
+			}
+			next = last.SupersededBy
 		}
 		branch := func(b string) string {
 			return `(SELECT * FROM ` + d.names.Table + ` WHERE task_key = $1 AND ` + b +

@@ -29,7 +29,8 @@ func ExampleNewTaskManager() {
 	}
 
 	tm := queue.NewTaskManager(driver)
-	// Two updates of one customer: only the newest will run.
+	// Two updates of one customer: only the newest will run. The older one
+	// is superseded as the newer one is added, so two tasks are pending.
 	for _, email := range []string{"old@example.com", "new@example.com"} {
 		data := map[string]interface{}{"email": email}
 		if err := tm.AddTask("customerUpdate", "customer:123", data); err != nil {
@@ -61,7 +62,7 @@ func ExampleNewTaskManager() {
 	}
 	fmt.Println("in progress:", counts[queue.TaskInProgress], "superseded:", counts[queue.TaskSuperseded])
 	// Output:
-	// pending: 3
+	// pending: 2
 	// claimed: customer:123 new@example.com
 	// claimed: customer:456 other@example.com
 	// in progress: 2 superseded: 1

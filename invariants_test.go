@@ -218,12 +218,30 @@ func TestInvariantNewestWins(t *testing.T) {
 		t.Fatalf("claimed %d %v, want %d with n=4", got[0].ID, got[0].Data, winner)
 	}
 	for _, id := range ids[:4] {
-		r := b.row(t, id)
-		if r.State != string(queue.TaskSuperseded) || !r.SupersededBy.Valid || r.SupersededBy.Int64 != winner || !r.FinishedAt.Valid || r.Attempts != 0 {
-			t.Fatalf("task %d: state %s superseded_by %v finished %v attempts %d, want SUPERSEDED by %d, finished, never run",
-				id, r.State, r.SupersededBy, r.FinishedAt.Valid, r.Attempts, winner)
+		if end := b.supersededChainEnd(t, id); end != winner {
+			t.Fatalf("task %d: its chain of supersession ends at %d, want the winner %d", id, end, winner)
 		}
 	}
+}
+
+// supersededChainEnd follows the chain of supersession from task id, checking
+// that each task on it is SUPERSEDED, finished and never ran, and that it
+// names a newer task of its key; it returns the task the chain ends at.
+func (b *testBundle) supersededChainEnd(t *testing.T, id int64) int64 {
+	t.Helper()
+	r := b.row(t, id)
+	for r.State == string(queue.TaskSuperseded) {
+		if !r.SupersededBy.Valid || r.SupersededBy.Int64 <= r.ID || !r.FinishedAt.Valid || r.Attempts != 0 {
+			t.Fatalf("task %d: state %s superseded_by %v finished %v attempts %d, want SUPERSEDED by a newer task, finished, never run",
+				r.ID, r.State, r.SupersededBy, r.FinishedAt.Valid, r.Attempts)
+		}
+		next := b.row(t, r.SupersededBy.Int64)
+		if next.Key != r.Key {
+			t.Fatalf("task %d of key %q is superseded by task %d of key %q", r.ID, r.Key, next.ID, next.Key)
+		}
+		r = next
+	}
+	return r.ID
 }
 
 func TestInvariantHotKeyKeepsItsPlace(t *testing.T) {
@@ -838,13 +856,13 @@ func checkInvariantsUnderConcurrency(t *testing.T, b *testBundle, load concurren
 		switch r.State {
 		case string(queue.TaskDone):
 		case string(queue.TaskSuperseded):
-			// It points at a newer task of its key that ran, and the chain
-			// of supersession ends at a task that is DONE.
+			// It points at a newer task of its key, and the chain of
+			// supersession ends at a task that is DONE.
 			cur := r
 			for cur.State == string(queue.TaskSuperseded) {
 				next, ok := byID[cur.SupersededBy.Int64]
-				if !ok || next.Key != cur.Key || next.ID <= cur.ID || next.Attempts == 0 {
-					t.Fatalf("task %d (%s) superseded by %v: want a newer task of its key that ran, got %+v", cur.ID, cur.Key, cur.SupersededBy, next)
+				if !ok || next.Key != cur.Key || next.ID <= cur.ID {
+					t.Fatalf("task %d (%s) superseded by %v: want a newer task of its key, got %+v", cur.ID, cur.Key, cur.SupersededBy, next)
 				}
 				cur = next
 			}

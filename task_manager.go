@@ -64,6 +64,15 @@ type TaskSpec struct {
 // "email" task keyed "customer:42". Namespace keys by what they sync
 // ("crm:customer:42", "billing:invoice:7"); the built-in helpers do
 // (email.Enqueue keys "email:…", CDC tasks "<controller>:<id>").
+//
+// A task supersedes the pending task of its key as it is added (unless it
+// is due later than that one), and takes that task's place in the queue:
+// a key updated in a loop while its task runs has one pending task, which
+// runs next. A SUPERSEDED task's SupersededBy names the task that replaced
+// it; when that one was replaced in turn, its SupersededBy goes on, and the
+// chain ends at the task that ran. Added inside a transaction (AddTaskTx),
+// the superseded task is held until the transaction ends: the key's work
+// waits for it, the rest of the queue does not.
 func (m *TaskManager) AddTask(name, key string, data any, opts ...AddOption) error {
 	_, err := m.Add(context.Background(), name, key, data, opts...)
 	return err

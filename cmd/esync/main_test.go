@@ -246,7 +246,7 @@ func testTasks(t *testing.T, bin string) {
 	if out := c.ok("", "enqueue", "crm.update", "customer:1", `{"name":"Ada"}`); out != "added task 1\n" {
 		t.Fatalf("enqueue: %q", out)
 	}
-	c.ok("{\n  \"name\": \"Ada L\"\n}\n", "enqueue", "crm.update", "customer:1", "-")
+	c.ok("{\n  \"name\": \"Ada L\"\n}\n", "enqueue", "crm.update", "customer:3", "-")
 	file := filepath.Join(t.TempDir(), "task.json")
 	if err := os.WriteFile(file, []byte(`{"name": "Bo", "tags": ["a"]}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func testTasks(t *testing.T, bin string) {
 	if out := c.ok("", "cancel", "1"); out != "cancelled task 1\n" {
 		t.Fatalf("cancel: %q", out)
 	}
-	if out := c.ok("", "cancel", "--key", "customer:1"); out != "cancelled 1 tasks of key customer:1\n" {
+	if out := c.ok("", "cancel", "--key", "customer:3"); out != "cancelled 1 tasks of key customer:3\n" {
 		t.Fatalf("cancel --key: %q", out)
 	}
 	if out := c.ok("", "retry", "2"); out != "task 2 is READY again\n" {
