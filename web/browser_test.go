@@ -394,3 +394,176 @@ func TestBrowserLiveRefreshShowsNewTasks(t *testing.T) {
 		t.Fatal("the live box was unticked by the refresh")
 	}
 }
+
+// claimLog is a SyncManager's driver that notes its claims: how many have
+// begun, and per stream the number of the last one that found nothing.
+type claimLog struct {
+	*queue.PostgresDriver
+	mu        sync.Mutex
+	begun     int
+	lastEmpty map[string]int
+	changed   chan struct{} // closed, and replaced, when a claim ends
+}
+
+func newClaimLog(d *queue.PostgresDriver) *claimLog {
+	return &claimLog{PostgresDriver: d, lastEmpty: map[string]int{}, changed: make(chan struct{})}
+}
+
+func (c *claimLog) Claim(ctx context.Context, p queue.ClaimParams) ([]queue.ClaimedTask, error) {
+	c.mu.Lock()
+	c.begun++
+	n := c.begun
+	c.mu.Unlock()
+	got, err := c.PostgresDriver.Claim(ctx, p)
+	c.mu.Lock()
+	if err == nil && len(got) == 0 {
+		c.lastEmpty[p.Stream] = max(c.lastEmpty[p.Stream], n)
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+	return got, err
+}
+
+// mark is the number of claims begun so far.
+func (c *claimLog) mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.begun
+}
+
+// waitEmptyClaim waits until a claim of stream begun after mark has found
+// nothing.
+func (c *claimLog) waitEmptyClaim(t *testing.T, ctx context.Context, stream string, mark int) {
+	t.Helper()
+	for {
+		c.mu.Lock()
+		done, changed := c.lastEmpty[stream] > mark, c.changed
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("no claim of stream %q found nothing after claim %d: %v", stream, mark, ctx.Err())
+		}
+	}
+}
+
+// receive waits for a value on ch, at most as long as ctx.
+func receive[T any](t *testing.T, ctx context.Context, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("no %s: %v", what, ctx.Err())
+		var zero T
+		return zero
+	}
+}
+
+// TestBrowserPausedStreamStartsNothingUntilResumed: a stream paused from the
+// Streams page starts none of its tasks while the manager keeps claiming,
+// and runs them once resumed from the page.
+func TestBrowserPausedStreamStartsNothingUntilResumed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tab := newTab(t)
+	claims := newClaimLog(f.driver)
+	crmStarted, mailStarted := make(chan string, 8), make(chan string, 8)
+	m := queue.NewSyncManager(claims, queue.WithPollInterval(20*time.Millisecond))
+	m.SetErrorHandler(func(error) {})
+	for _, h := range []struct {
+		name, stream string
+		started      chan<- string
+	}{{"crm.sync", "crm", crmStarted}, {"mail.send", "mail", mailStarted}} {
+		err := m.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+			h.started <- task.Key
+			return queue.TaskResultSuccess, "sent"
+		}), h.name, queue.InStream(h.stream))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.ConfigureStream("crm", queue.WithConcurrency(4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown(context.Background()) })
+
+	crmRow := `#streams tr[data-stream="crm"]`
+	run(t, tab, chromedp.Navigate(f.srv.URL+"/esync/streams"))
+	if s := text(t, tab, crmRow+" td:nth-child(4)"); s != "running" {
+		t.Fatalf("before the pause the crm stream shows %q", s)
+	}
+	run(t, tab, click(crmRow+` button`))
+	if s := text(t, tab, "#notice"); s != `Stream "crm" paused.` {
+		t.Fatalf("after the pause: %q", s)
+	}
+	if s := text(t, tab, crmRow+" td:nth-child(4)"); s != "paused" {
+		t.Fatalf("after the pause the crm stream shows %q", s)
+	}
+	if s := text(t, tab, `#streams tr[data-stream="mail"] td:nth-child(4)`); s != "running" {
+		t.Fatalf("after the pause of crm the mail stream shows %q", s)
+	}
+
+	keys := map[string]bool{}
+	var ids []int64
+	for i := range 3 {
+		key := fmt.Sprintf("crm:customer:%d", i)
+		id, err := f.tm.Add(f.ctx, "crm.sync", key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[key], ids = true, append(ids, id)
+	}
+	mark := claims.mark()
+	// The manager keeps claiming: a task of the unpaused stream, added
+	// after the paused stream's tasks, runs; and a claim of the paused
+	// stream begun after they were added finds nothing.
+	if _, err := f.tm.Add(f.ctx, "mail.send", "mail:welcome:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if k := receive(t, f.ctx, mailStarted, "start of the mail task"); k != "mail:welcome:1" {
+		t.Fatalf("mail stream ran %q", k)
+	}
+	claims.waitEmptyClaim(t, f.ctx, "crm", mark)
+	select {
+	case k := <-crmStarted:
+		t.Fatalf("task %q started while its stream was paused", k)
+	default:
+	}
+	for _, id := range ids {
+		if s := f.state(t, id); s != queue.TaskReady {
+			t.Fatalf("task %d is %s while its stream is paused", id, s)
+		}
+	}
+
+	// Back to the page without the pause's notice: the resume's notice then
+	// tells its answer has loaded.
+	run(t, tab, chromedp.Navigate(f.srv.URL+"/esync/streams"))
+	if s := text(t, tab, crmRow+" button"); s != "Resume" {
+		t.Fatalf("the paused stream offers %q", s)
+	}
+	run(t, tab, click(crmRow+` button`))
+	if s := text(t, tab, "#notice"); s != `Stream "crm" resumed.` {
+		t.Fatalf("after the resume: %q", s)
+	}
+	if s := text(t, tab, crmRow+" td:nth-child(4)"); s != "running" {
+		t.Fatalf("after the resume the crm stream shows %q", s)
+	}
+	for range ids {
+		k := receive(t, f.ctx, crmStarted, "start of a crm task after the resume")
+		if !keys[k] {
+			t.Fatalf("after the resume %q started, twice or unknown", k)
+		}
+		delete(keys, k)
+	}
+	for _, id := range ids {
+		waitState(t, f, id, queue.TaskDone)
+	}
+}
