@@ -252,7 +252,6 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 		channel = d.channel
 	}
 	var ids []int64
-	var notified int
 	args := []any{pq.Array(names), pq.Array(keys), pq.Array(datas), pq.Array(by),
 		pq.Array(delays), pq.Array(maxAttempts), channel}
 	var row *sql.Row
@@ -263,7 +262,7 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 	} else {
 		row = d.stmts.queryRow(ctx, d.q.insert, args...)
 	}
-	err := row.Scan(pq.Array(&ids), &notified)
+	err := row.Scan(pq.Array(&ids))
 	if err != nil {
 		return nil, fmt.Errorf("queue: add tasks: %w", err)
 	}

@@ -59,69 +59,9 @@ type postgresQueries struct {
 
 func renderQueries(n sqlNames) postgresQueries {
 	return postgresQueries{
-		// Arrays in, one row out: the new IDs in input order, and one NOTIFY
-		// per distinct task name of the tasks left to run (skipped when the
-		// channel is empty).
-		//
-		// The newest task of a key in the call supersedes, at once, the
-		// key's newest pending task and the call's earlier tasks of the key,
-		// and takes the earliest of their places in the queue: a key has
-		// one pending task however often it is added, and a hot key keeps
-		// its place. Older tasks are superseded only when the newer one is
-		// due no later than they are (or now): a task added with a delay
-		// leaves a task due before it to run first. Rows another
-		// transaction holds are skipped, never waited for; so are tasks
-		// committed after this statement started. The claim supersedes
-		// what is left (see migrations/020_claim_by_due_time.sql).
-		insert: n.render("insert", `
-WITH x AS MATERIALIZED (
-	SELECT nextval({{.Lit (.QObj "id_seq")}}) AS id, x.name, x.key, x.data, x.created_by,
-		now() + make_interval(secs => x.delay) AS due, x.max_attempts
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::int[])
-		AS x(name, key, data, created_by, delay, max_attempts)
-), newest AS MATERIALIZED (
-	SELECT DISTINCT ON (x.key) x.id, x.key, x.due FROM x ORDER BY x.key, x.id DESC
-), call_older AS MATERIALIZED (
-	SELECT x.id, n.id AS by_id, x.due
-	FROM x JOIN newest n ON n.key = x.key AND x.id < n.id AND n.due <= greatest(x.due, now())
-), table_older AS MATERIALIZED (
-	SELECT o.id, n.id AS by_id, o.do_after AS due
-	FROM newest n
-	CROSS JOIN LATERAL (
-		SELECT p.id, p.do_after
-		FROM {{.Table}} p
-		WHERE p.task_key = n.key
-			AND p.state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
-			AND p.finished_at IS NULL
-		ORDER BY p.id DESC
-		LIMIT 1
-		FOR UPDATE SKIP LOCKED) o
-	WHERE n.due <= greatest(o.do_after, now())
-), superseded AS (
-	UPDATE {{.Table}} s
-	SET state = 'SUPERSEDED', superseded_by = o.by_id, finished_at = now(),
-		last_attempt_message = 'superseded by task ' || o.by_id
-	FROM table_older o
-	WHERE s.id = o.id
-), places AS (
-	SELECT u.by_id, min(u.due) AS due
-	FROM (SELECT by_id, due FROM call_older UNION ALL SELECT by_id, due FROM table_older) u
-	GROUP BY u.by_id
-), ins AS (
-	INSERT INTO {{.Table}} (id, task_name, task_key, data, created_by, state, last_attempt_message,
-		do_after, max_attempts, superseded_by, finished_at)
-	SELECT x.id, x.name, x.key, x.data::jsonb, x.created_by,
-		CASE WHEN c.by_id IS NULL THEN 'READY' ELSE 'SUPERSEDED' END,
-		CASE WHEN c.by_id IS NULL THEN '' ELSE 'superseded by task ' || c.by_id END,
-		least(x.due, p.due), x.max_attempts, c.by_id, CASE WHEN c.by_id IS NOT NULL THEN now() END
-	FROM x
-	LEFT JOIN call_older c ON c.id = x.id
-	LEFT JOIN places p ON p.by_id = x.id
-	RETURNING id, task_name, state
-)
-SELECT array_agg(id ORDER BY id),
-	(SELECT count(pg_notify($7, d.task_name)) FROM (SELECT DISTINCT task_name FROM ins WHERE state = 'READY') d WHERE $7 <> '')
-FROM ins`),
+		// Arrays in, the new IDs out in input order: see the add function
+		// in migrations/020_claim_by_due_time.sql.
+		insert: n.render("insert", `SELECT {{.QObj "add"}}($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::int[], $7::text)`),
 
 		// A claim for a paused stream ($4) takes nothing: LIMIT 0 ends the
 		// claim's walk before it reads a row. The walk starts at $5 (epoch

@@ -9,3 +9,6 @@ func DeleteFinishedPass(ctx context.Context, m *SyncManager) (int, error) {
 
 // RetentionBatch is how many finished tasks one delete removes.
 const RetentionBatch = retentionBatch
+
+// ExportInsertSQL is the driver's insert statement.
+func ExportInsertSQL(d *PostgresDriver) string { return d.q.insert }

@@ -6,7 +6,7 @@
 -- stops at now(), however many tasks are due later. A task added with no
 -- delay is due when its transaction started, so queue order is still the
 -- order tasks were added in. Adding a task supersedes the pending task of
--- its key at once (see the insert statement in driver_postgres_queries.go),
+-- its key at once (see the add function below),
 -- and the new task takes over the older one's place in the queue: a key
 -- has one pending task, however often it is updated while its task runs.
 -- The claim still supersedes what adding could not (tasks of a key added
@@ -14,6 +14,124 @@
 DROP INDEX IF EXISTS {{.QObj "pending_idx"}};
 CREATE INDEX {{.Obj "pending_idx"}} ON {{.Table}} (do_after, id)
 	WHERE state IN ('READY', 'RETRY') AND task_name IS NOT NULL;
+
+-- Adds tasks (arrays in, one task per index) and returns their ids in input
+-- order, with one NOTIFY on p_channel per distinct task name of the tasks
+-- left to run (none when p_channel is empty).
+--
+-- The newest task of a key in the call supersedes, at once, the key's
+-- newest pending task and the call's earlier tasks of the key, and takes
+-- the earliest of their places in the queue: a key has one pending task
+-- however often it is added, and a hot key keeps its place. Older tasks are
+-- superseded only when the newer one is due no later than they are (or
+-- now): a task added with a delay leaves a task due before it to run first.
+-- Rows another transaction holds are skipped, never waited for; so are
+-- tasks committed after the statement started. The claim supersedes what
+-- is left.
+--
+-- A function for the same reason as the claim: its plan must not depend on
+-- statistics. Planned once per connection while the queue was empty, the
+-- statement would update the superseded rows through a sequential scan.
+CREATE OR REPLACE FUNCTION {{.QObj "add"}}(p_names text[], p_keys text[], p_datas text[], p_created_by text[],
+	p_delays float8[], p_max_attempts integer[], p_channel text)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
+AS $add$
+DECLARE
+	v_ids bigint[];
+	v_notified bigint;
+	v_id bigint;
+BEGIN
+	-- One task, the usual call: the same, without the call's own dedup.
+	IF cardinality(p_keys) = 1 THEN
+		WITH n AS MATERIALIZED (
+			SELECT nextval({{.Lit (.QObj "id_seq")}}) AS id, now() + make_interval(secs => p_delays[1]) AS due
+		), older AS MATERIALIZED (
+			SELECT o.id, o.do_after
+			FROM n
+			CROSS JOIN LATERAL (
+				SELECT p.id, p.do_after
+				FROM {{.Table}} p
+				WHERE p.task_key = p_keys[1]
+					AND p.state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+					AND p.finished_at IS NULL
+				ORDER BY p.id DESC
+				LIMIT 1
+				FOR UPDATE SKIP LOCKED) o
+			WHERE n.due <= greatest(o.do_after, now())
+		), superseded AS (
+			UPDATE {{.Table}} s
+			SET state = 'SUPERSEDED', superseded_by = n.id, finished_at = now(),
+				last_attempt_message = 'superseded by task ' || n.id
+			FROM older o, n
+			WHERE s.id = o.id
+		)
+		INSERT INTO {{.Table}} (id, task_name, task_key, data, created_by, state, last_attempt_message, do_after, max_attempts)
+		SELECT n.id, p_names[1], p_keys[1], p_datas[1]::jsonb, p_created_by[1], 'READY', '',
+			least(n.due, (SELECT o.do_after FROM older o)), p_max_attempts[1]
+		FROM n
+		RETURNING id INTO v_id;
+		IF p_channel <> '' THEN
+			PERFORM pg_notify(p_channel, p_names[1]);
+		END IF;
+		RETURN ARRAY[v_id];
+	END IF;
+
+	WITH x AS MATERIALIZED (
+		SELECT nextval({{.Lit (.QObj "id_seq")}}) AS id, x.name, x.key, x.data, x.created_by,
+			now() + make_interval(secs => x.delay) AS due, x.max_attempts
+		FROM unnest(p_names, p_keys, p_datas, p_created_by, p_delays, p_max_attempts)
+			AS x(name, key, data, created_by, delay, max_attempts)
+	), newest AS MATERIALIZED (
+		SELECT DISTINCT ON (x.key) x.id, x.key, x.due FROM x ORDER BY x.key, x.id DESC
+	), call_older AS MATERIALIZED (
+		SELECT x.id, n.id AS by_id, x.due
+		FROM x JOIN newest n ON n.key = x.key AND x.id < n.id AND n.due <= greatest(x.due, now())
+	), table_older AS MATERIALIZED (
+		SELECT o.id, n.id AS by_id, o.do_after AS due
+		FROM newest n
+		CROSS JOIN LATERAL (
+			SELECT p.id, p.do_after
+			FROM {{.Table}} p
+			WHERE p.task_key = n.key
+				AND p.state NOT IN ('IN PROGRESS', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')
+				AND p.finished_at IS NULL
+			ORDER BY p.id DESC
+			LIMIT 1
+			FOR UPDATE SKIP LOCKED) o
+		WHERE n.due <= greatest(o.do_after, now())
+	), superseded AS (
+		UPDATE {{.Table}} s
+		SET state = 'SUPERSEDED', superseded_by = o.by_id, finished_at = now(),
+			last_attempt_message = 'superseded by task ' || o.by_id
+		FROM table_older o
+		WHERE s.id = o.id
+	), places AS (
+		SELECT u.by_id, min(u.due) AS due
+		FROM (SELECT by_id, due FROM call_older UNION ALL SELECT by_id, due FROM table_older) u
+		GROUP BY u.by_id
+	), ins AS (
+		INSERT INTO {{.Table}} (id, task_name, task_key, data, created_by, state, last_attempt_message,
+			do_after, max_attempts, superseded_by, finished_at)
+		SELECT x.id, x.name, x.key, x.data::jsonb, x.created_by,
+			CASE WHEN c.by_id IS NULL THEN 'READY' ELSE 'SUPERSEDED' END,
+			CASE WHEN c.by_id IS NULL THEN '' ELSE 'superseded by task ' || c.by_id END,
+			least(x.due, p.due), x.max_attempts, c.by_id, CASE WHEN c.by_id IS NOT NULL THEN now() END
+		FROM x
+		LEFT JOIN call_older c ON c.id = x.id
+		LEFT JOIN places p ON p.by_id = x.id
+		RETURNING id, task_name, state
+	)
+	SELECT array_agg(id ORDER BY id),
+		(SELECT count(pg_notify(p_channel, d.task_name)) FROM (SELECT DISTINCT task_name FROM ins WHERE state = 'READY') d WHERE p_channel <> '')
+	INTO v_ids, v_notified
+	FROM ins;
+	RETURN v_ids;
+END
+$add$;
 
 -- Claims up to p_limit tasks named in p_names, at most one per key, in one
 -- round trip. It runs as two statements so that the second one reads a
