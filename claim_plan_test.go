@@ -27,6 +27,23 @@ func claimPlans(t *testing.T, b *testBundle, limit int) []string {
 // and buffers each node used.
 func claimPlansFrom(t *testing.T, b *testBundle, limit int, from any) []string {
 	t.Helper()
+	fn := pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table()+"_claim")
+	var n int
+	plans := nestedPlans(t, b, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(b.ctx, `SELECT count(*) FROM `+fn+`($1, $2, interval '1 minute', $3)`,
+			pq.Array([]string{"job"}), limit, from).Scan(&n)
+	})
+	if n != limit {
+		t.Fatalf("claimed %d, want %d", n, limit)
+	}
+	return plans
+}
+
+// nestedPlans runs run in a transaction that is rolled back, with
+// auto_explain sending the plan of every statement inside functions to the
+// client, and returns those plans.
+func nestedPlans(t *testing.T, b *testBundle, run func(*sql.Tx) error) []string {
+	t.Helper()
 	db, takePlans := planDB(t, b)
 	tx, err := db.BeginTx(b.ctx, nil)
 	if err != nil {
@@ -47,16 +64,49 @@ func claimPlansFrom(t *testing.T, b *testBundle, limit int, from any) []string {
 			t.Skipf("auto_explain is not available here (%v)", err)
 		}
 	}
-	fn := pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table()+"_claim")
-	var n int
-	if err := tx.QueryRowContext(b.ctx, `SELECT count(*) FROM `+fn+`($1, $2, interval '1 minute', $3)`,
-		pq.Array([]string{"job"}), limit, from).Scan(&n); err != nil {
+	if err := run(tx); err != nil {
 		t.Fatal(err)
 	}
-	if n != limit {
-		t.Fatalf("claimed %d, want %d", n, limit)
-	}
 	return takePlans()
+}
+
+// Adding tasks to a queue analysed while idle reads the superseded rows by
+// id and the key's pending task through key_pending_idx, for one task and
+// for many: never a scan of the table.
+func TestAddPlansDoNotDependOnStatistics(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if _, err := b.db.ExecContext(b.ctx, `VACUUM ANALYZE `+b.table); err != nil {
+		t.Fatal(err)
+	}
+	addMany(t, b, 500, func(i int) queue.TaskSpec { return queue.TaskSpec{Name: "job", Key: fmt.Sprintf("k%d", i%50)} })
+	fn := pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table()+"_add")
+	for _, keys := range [][]string{{"k1"}, {"k1", "k2", "k1", "new"}} {
+		n := len(keys)
+		plans := nestedPlans(t, b, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(b.ctx, `SELECT `+fn+`($1, $2, $3, $4, $5, $6, '')`,
+				pq.Array(make([]string, n)), pq.Array(keys), pq.Array(repeat("{}", n)), pq.Array(make([]string, n)),
+				pq.Array(make([]float64, n)), pq.Array(repeat(int64(3), n)))
+			return err
+		})
+		all := strings.Join(planShapes(plans), "\n")
+		for _, bad := range []string{"Seq Scan", "Bitmap"} {
+			if strings.Contains(all, bad) {
+				t.Errorf("adding %v has a %s node:\n%s", keys, bad, strings.Join(plans, "\n"))
+			}
+		}
+		if !strings.Contains(all, b.driver.Table()+"_key_pending_idx") {
+			t.Errorf("adding %v does not look up the key's pending task through key_pending_idx:\n%s", keys, all)
+		}
+	}
+}
+
+func repeat[T any](v T, n int) []T {
+	out := make([]T, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
 }
 
 // planDB opens a connection pool on b's database that collects the plans
