@@ -97,3 +97,25 @@ func (m *SyncManager) checkCapabilities() error {
 	}
 	return nil
 }
+
+// PoolerChecker refuses at Start a connection that cannot work through the
+// connection pooler the driver is set up for (PostgresDriver's
+// CheckPooler, see WithPooler). Optional.
+type PoolerChecker interface {
+	CheckPooler(ctx context.Context) error
+}
+
+// poolerCheckTimeout bounds PoolerChecker's check at Start: a database that
+// does not answer by then is checked again by the claims.
+const poolerCheckTimeout = 2 * time.Second
+
+// checkPooler reports a connection the driver's pooler cannot work with.
+func (m *SyncManager) checkPooler(ctx context.Context) error {
+	pc, ok := m.driver.(PoolerChecker)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, poolerCheckTimeout)
+	defer cancel()
+	return pc.CheckPooler(ctx)
+}

@@ -207,6 +207,9 @@ func (r *CDCRunnerAction) DoContext(ctx context.Context) error {
 // fail, Run reports what the others emitted along with the error, and the
 // next run emits the rest.
 func (r *CDCRunnerAction) Run(ctx context.Context) (int, error) {
+	if err := r.driver.requireOneRoundTrip(ctx); err != nil {
+		return 0, fmt.Errorf("CDC %s: %w", r.name, err)
+	}
 	hash, version, err := r.hashing(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("CDC %s: %w", r.name, err)

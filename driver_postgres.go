@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
@@ -86,6 +87,9 @@ type PostgresDriver struct {
 	// pooler: behind a transaction-pooling PgBouncer (WithPooler).
 	pooler         bool
 	exclusiveLease time.Duration
+	// oneRoundTrip: the *sql.DB was found to bind in one round trip (see
+	// requireOneRoundTrip).
+	oneRoundTrip atomic.Bool
 	// claimWalks: where each claim's walk of the queue starts.
 	claimWalks claimWalks
 }
@@ -278,8 +282,15 @@ func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTas
 	if p.Lease <= 0 {
 		return nil, errors.New("queue: claim needs a positive lease")
 	}
+	if err := d.requireOneRoundTrip(ctx); err != nil {
+		return nil, err
+	}
+	var fenceName, fenceToken string
+	if l := p.Exclusive; l != nil {
+		fenceName, fenceToken = l.name, l.token
+	}
 	walk, from := d.claimWalks.start(p.Names)
-	rows, err := d.stmts.query(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds(), p.Stream, from)
+	rows, err := d.stmts.query(ctx, d.q.claim, pq.Array(p.Names), p.Limit, p.Lease.Seconds(), p.Stream, from, fenceName, fenceToken)
 	if err != nil {
 		return nil, fmt.Errorf("queue: claim: %w", err)
 	}
@@ -299,6 +310,8 @@ func (d *PostgresDriver) Claim(ctx context.Context, p ClaimParams) ([]ClaimedTas
 	}
 	if len(out) > 0 {
 		d.claimWalks.found(walk, first)
+	} else if p.Exclusive != nil {
+		return nil, p.Exclusive.confirm(ctx)
 	}
 	return out, nil
 }

@@ -19,7 +19,8 @@ const DefaultExclusiveLease = 30 * time.Second
 
 // ErrExclusiveLost is reported by (*ExclusiveLock).Check once the lease is
 // gone: another process took it over, it was released, or it could not be
-// renewed in time.
+// renewed in time; and by a claim fenced by a lease another process took
+// over (ClaimParams.Exclusive).
 var ErrExclusiveLost = errors.New("queue: exclusive lease lost")
 
 // WithExclusiveLease sets how long the lease of an Exclusive stream lasts
@@ -36,10 +37,10 @@ func WithExclusiveLease(d time.Duration) PostgresOption {
 // It holds through a transaction-pooling PgBouncer, unlike a session
 // lock. Each new holder gets a larger Fence.
 //
-// Check passes only while at least half the lease is left, so the stream's
-// claim that follows (bounded at 10s) lands while the lease holds when the
-// lease is longer than twice that; shorter leases suit tests and fast
-// databases.
+// A stream's claims are fenced by the lease (ClaimParams.Exclusive): a
+// claim takes nothing unless the lease still carries this holder's token
+// and has not expired when the claim runs, so a holder that was paused
+// past its lease and taken over claims nothing, whatever it last checked.
 type ExclusiveLock struct {
 	d     *PostgresDriver
 	name  string
@@ -98,6 +99,27 @@ func (l *ExclusiveLock) Check(ctx context.Context) error {
 	}
 	if err := l.renew(ctx); err != nil {
 		return err
+	}
+	return nil
+}
+
+// confirm tells why a claim fenced by the lease took nothing: it returns
+// ErrExclusiveLost, and the lease is lost for good, when another process
+// took it over or it was released. A lease that still carries this
+// holder's token but expired unrenewed is renewed, as Check would.
+func (l *ExclusiveLock) confirm(ctx context.Context) error {
+	var held sql.NullBool // NULL: the token is gone; false: expired
+	if err := l.d.db.QueryRowContext(ctx, l.d.q.exclusiveHeld, l.name, l.token).Scan(&held); err != nil {
+		return fmt.Errorf("queue: exclusive %q: %s", l.name, redactSecrets(err.Error(), l.d.dsn))
+	}
+	switch {
+	case !held.Valid:
+		l.mu.Lock()
+		l.lost = true
+		l.mu.Unlock()
+		return fmt.Errorf("%w: %q was taken over before the claim", ErrExclusiveLost, l.name)
+	case !held.Bool:
+		return l.renew(ctx)
 	}
 	return nil
 }

@@ -24,7 +24,8 @@ const minExclusiveLease = 300 * time.Millisecond
 //     parses in one round trip and binds in the next, which the pooler may
 //     send to another server connection: "bind message supplies 3
 //     parameters, but prepared statement "" requires 5"). A *sql.DB given
-//     to NewPostgresDriverFromDB must be opened with it; Migrate checks;
+//     to NewPostgresDriverFromDB must be opened with it: Migrate,
+//     SyncManager.Start, claims and CDC runs refuse one that is not;
 //   - no LISTEN through the pooler: with WithListenDSN (a connection string
 //     that reaches PostgreSQL directly) idle streams still wake on NOTIFY;
 //     without it inserts send no NOTIFY and idle streams poll, so a task
@@ -60,6 +61,36 @@ func withOneRoundTripBinding(dsn string) string {
 	return strings.TrimSpace(dsn) + " binary_parameters=yes"
 }
 
+// errTwoRoundTrips is what a *sql.DB that binds in two round trips is
+// refused with behind a pooler.
+var errTwoRoundTrips = errors.New("queue: WithPooler: the *sql.DB binds parameters in a second round trip, which a transaction pooler " +
+	"may send to another server connection; open it with binary_parameters=yes in its connection string")
+
+// CheckPooler reports, for a driver set up WithPooler on a *sql.DB given
+// to NewPostgresDriverFromDB, that the *sql.DB binds parameters in a second
+// round trip, which cannot work through a transaction pooler;
+// SyncManager.Start calls it. It reports nothing otherwise, nor when the
+// database cannot be reached: claims check again until it can.
+func (d *PostgresDriver) CheckPooler(ctx context.Context) error {
+	if err := d.requireOneRoundTrip(ctx); errors.Is(err, errTwoRoundTrips) {
+		return err
+	}
+	return nil
+}
+
+// requireOneRoundTrip returns checkOneRoundTrip's error when the driver is
+// set up WithPooler on a *sql.DB it did not open, until a check passed.
+func (d *PostgresDriver) requireOneRoundTrip(ctx context.Context) error {
+	if !d.pooler || d.ownsDB || d.oneRoundTrip.Load() {
+		return nil
+	}
+	if err := d.checkOneRoundTrip(ctx); err != nil {
+		return err
+	}
+	d.oneRoundTrip.Store(true)
+	return nil
+}
+
 // checkOneRoundTrip reports an error when the driver's *sql.DB binds
 // parameters in a second round trip, which a transaction pooler breaks. It
 // tells the two apart by a []byte parameter, which binary_parameters=yes
@@ -71,8 +102,7 @@ func (d *PostgresDriver) checkOneRoundTrip(ctx context.Context) error {
 		return fmt.Errorf("queue: check parameter binding: %w", err)
 	}
 	if got != 0x20202037 {
-		return errors.New("queue: WithPooler: the *sql.DB binds parameters in a second round trip, which a transaction pooler " +
-			"may send to another server connection; open it with binary_parameters=yes in its connection string")
+		return errTwoRoundTrips
 	}
 	return nil
 }

@@ -54,7 +54,7 @@ type postgresQueries struct {
 	get, list, listNewest, count, countByState, cancel, cancelKey, retry               string
 	cancelUnhandled, scheduleRun, cdcSynced                                            string
 	takePermits, holdStream, cancelRequested, pauseStream, resumeStream, pausedStreams string
-	exclusiveTake, exclusiveRenew, exclusiveRelease                                    string
+	exclusiveTake, exclusiveRenew, exclusiveRelease, exclusiveHeld                     string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -64,12 +64,18 @@ func renderQueries(n sqlNames) postgresQueries {
 		insert: n.render("insert", `SELECT {{.QObj "add"}}($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::int[], $7::text)`),
 
 		// A claim for a paused stream ($4) takes nothing: LIMIT 0 ends the
-		// claim's walk before it reads a row. The walk starts at $5 (epoch
-		// seconds; NULL: from the start), and each row carries where the
-		// first due task was (see claimWalks).
+		// claim's walk before it reads a row. Nor does the claim of an
+		// Exclusive stream whose lease ($6 name, $7 token; '' for none) no
+		// longer holds: fenced in the claim's own statement, not by a check
+		// before it, so a holder that was taken over in between claims
+		// nothing. The walk starts at $5 (epoch seconds; NULL: from the
+		// start), and each row carries where the first due task was (see
+		// claimWalks).
 		claim: n.render("claim", `SELECT `+taskColumns+`, current_setting('esync.claim_from')::float8 FROM {{.QObj "claim"}}($1,
 	CASE WHEN $4 <> '' AND (EXISTS (SELECT 1 FROM {{.QObj "paused_streams"}} WHERE stream = $4)
-		OR EXISTS (SELECT 1 FROM {{.QObj "stream_limits"}} WHERE stream = $4 AND held_until > now())) THEN 0 ELSE $2 END,
+		OR EXISTS (SELECT 1 FROM {{.QObj "stream_limits"}} WHERE stream = $4 AND held_until > now())) THEN 0
+	WHEN $7 <> '' AND NOT EXISTS (SELECT 1 FROM {{.QObj "exclusive"}} WHERE name = $6 AND token = $7 AND expires_at > now()) THEN 0
+	ELSE $2 END,
 	make_interval(secs => $3), to_timestamp($5::float8))`),
 
 		// A RETRY of a task that has used its attempts becomes FAILED. READY
@@ -290,6 +296,9 @@ RETURNING fence`),
 		exclusiveRenew: n.render("exclusiveRenew", `
 UPDATE {{.QObj "exclusive"}} SET expires_at = now() + make_interval(secs => $3)
 WHERE name = $1 AND token = $2`),
+		// Whether the lease holds; NULL once it no longer carries the token.
+		exclusiveHeld: n.render("exclusiveHeld", `
+SELECT (SELECT expires_at > now() FROM {{.QObj "exclusive"}} WHERE name = $1 AND token = $2)`),
 		// Released by expiring at once; the row keeps the fence.
 		exclusiveRelease: n.render("exclusiveRelease", `
 UPDATE {{.QObj "exclusive"}} SET expires_at = now(), token = ''

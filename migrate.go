@@ -59,10 +59,8 @@ func (d *PostgresDriver) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.pooler && !d.ownsDB {
-		if err := d.checkOneRoundTrip(ctx); err != nil {
-			return err
-		}
+	if err := d.requireOneRoundTrip(ctx); err != nil {
+		return err
 	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -447,25 +447,52 @@ func TestPoolerWithoutListenDSNPolls(t *testing.T) {
 	smEventually(t, 30*time.Second, "five tasks run by polling", func() bool { return done.Load() == 5 })
 }
 
-// A *sql.DB for the pooler must bind in one round trip: Migrate refuses
-// one opened without binary_parameters=yes, and takes one with it.
+// A *sql.DB for the pooler must bind in one round trip: Migrate, a
+// SyncManager's Start, a claim and a CDC run refuse one opened without
+// binary_parameters=yes, and take one with it.
 func TestPoolerRefusesTwoRoundTripDB(t *testing.T) {
 	t.Parallel()
 	dsn := pooledServer(t).NewDSN(t)
+	ctx := context.Background()
+	refused := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "binary_parameters=yes") {
+			t.Fatalf("%s on a two-round-trip *sql.DB behind the pooler: %v, want the binary_parameters=yes error", what, err)
+		}
+	}
+	good, err := sql.Open("postgres", dsn+" binary_parameters=yes")
+	requireNoError(t, err)
+	t.Cleanup(func() { good.Close() }) // after the manager's shutdown
+	gd, err := queue.NewPostgresDriverFromDB(good, queue.WithPooler())
+	requireNoError(t, err)
+	requireNoError(t, gd.Migrate(ctx)) // the tables exist: what follows fails for the binding alone
+
 	plain, err := sql.Open("postgres", dsn)
 	requireNoError(t, err)
 	defer plain.Close()
 	d, err := queue.NewPostgresDriverFromDB(plain, queue.WithPooler())
 	requireNoError(t, err)
-	if err := d.Migrate(context.Background()); err == nil || !strings.Contains(err.Error(), "binary_parameters=yes") {
-		t.Fatalf("Migrate on a two-round-trip *sql.DB behind the pooler: %v", err)
-	}
-	good, err := sql.Open("postgres", dsn+" binary_parameters=yes")
+	refused("Migrate", d.Migrate(ctx))
+	sm := queue.NewSyncManager(d)
+	requireNoError(t, sm.RegisterTaskHandler(queue.TaskActionFunc(func(queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		return queue.TaskResultSuccess, ""
+	}), "job"))
+	refused("SyncManager.Start", sm.Start(ctx))
+	requireNoError(t, sm.Shutdown(ctx))
+	_, err = d.Claim(ctx, queue.ClaimParams{Names: []string{"job"}, Limit: 1, Lease: time.Minute})
+	refused("Claim", err)
+	none := func(queue.CDCObjectAction) error { return nil }
+	cdc, err := queue.NewCDCRunner(d, "crm", queue.ReadyHash(`SELECT 'a'::text AS object_id, 1::int8 AS hash`),
+		queue.CDCCallbacks{Create: none, Update: none, Delete: none})
 	requireNoError(t, err)
-	defer good.Close()
-	d, err = queue.NewPostgresDriverFromDB(good, queue.WithPooler())
-	requireNoError(t, err)
-	requireNoError(t, d.Migrate(context.Background()))
+	_, err = cdc.Run(ctx)
+	refused("CDC run", err)
+
+	sm = queue.NewSyncManager(gd)
+	requireNoError(t, sm.RegisterTaskHandler(queue.TaskActionFunc(func(queue.Task) (queue.TaskResult, queue.TaskMessage) {
+		return queue.TaskResultSuccess, ""
+	}), "job"))
+	smStart(t, sm)
 }
 
 // Over TLS, what fails to connect says why without the password or the

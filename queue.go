@@ -263,6 +263,10 @@ type ClaimParams struct {
 	Names  []string      // task names the caller can run
 	Limit  int           // most tasks to claim
 	Lease  time.Duration // how long the claim holds before it can be rescued
+	// Exclusive is the lease of an Exclusive stream (nil for none): the
+	// claim takes nothing unless the lease still holds when it runs, and
+	// returns ErrExclusiveLost once another process has taken it over.
+	Exclusive *ExclusiveLock
 }
 
 // Lease is one claim on a task. Only its holder can finish or extend it.

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -197,7 +198,9 @@ func (s *stream) claimLoop(ctx context.Context) {
 		sent := time.Now()
 		if granted > 0 {
 			callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
-			tasks, err = m.driver.Claim(callCtx, ClaimParams{Stream: s.name, Names: s.names, Limit: granted, Lease: m.cfg.lease})
+			// An exclusive stream's claim is fenced by its lease.
+			tasks, err = m.driver.Claim(callCtx, ClaimParams{Stream: s.name, Names: s.names, Limit: granted, Lease: m.cfg.lease,
+				Exclusive: s.lock.Load()})
 			cancel()
 			m.returnBudget(granted - len(tasks))
 		}
@@ -218,6 +221,9 @@ func (s *stream) claimLoop(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return // cut short by the stop
+			}
+			if errors.Is(err, ErrExclusiveLost) {
+				continue // holdExclusive reports it and stands by
 			}
 			if !s.wait(ctx, s.faults.fail(err)) {
 				return

@@ -194,6 +194,9 @@ func (m *SyncManager) Start(ctx context.Context) error {
 		err = m.checkCapabilities()
 	}
 	if err == nil {
+		err = m.checkPooler(ctx)
+	}
+	if err == nil {
 		err = m.startServices(ctx)
 	}
 	if err != nil {
