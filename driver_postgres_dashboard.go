@@ -483,7 +483,7 @@ func (d *PostgresDriver) DashboardSupersedeChain(ctx context.Context, t Task) (S
 		// task added supersedes the one before it).
 		var last Task
 		for next, hops := t.SupersededBy, 0; next != 0 && hops < 1000; hops++ {
-			err := scanTask(tx.QueryRowContext(ctx, d.q.get, next), &last, nil)
+			err := scanTaskErrors(tx.QueryRowContext(ctx, d.q.get, next), &last)
 			if errors.Is(err, sql.ErrNoRows) {
 				break // removed by retention
 			}
