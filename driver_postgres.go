@@ -456,7 +456,7 @@ func (d *PostgresDriver) execCount(ctx context.Context, what, query string, args
 // GetTask reads one task.
 func (d *PostgresDriver) GetTask(ctx context.Context, id int64) (Task, error) {
 	var t Task
-	err := scanTask(d.db.QueryRowContext(ctx, d.q.get, id), &t, nil)
+	err := scanTaskErrors(d.db.QueryRowContext(ctx, d.q.get, id), &t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Task{}, fmt.Errorf("%w: id %d", ErrTaskNotFound, id)
 	}
@@ -603,6 +603,22 @@ func scanTask(r rowScanner, t *Task, lease *Lease, more ...any) error {
 	if len(t.RawData) > 0 && t.RawData[0] == '{' {
 		if err := json.Unmarshal(t.RawData, &t.Data); err != nil {
 			return fmt.Errorf("task %d: decode data: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
+// scanTaskErrors reads a row of the get statement (taskColumns, then the
+// errors) into t.
+func scanTaskErrors(r rowScanner, t *Task) error {
+	var errs []byte
+	if err := scanTask(r, t, nil, &errs); err != nil {
+		return err
+	}
+	t.Errors = nil
+	if errs != nil {
+		if err := json.Unmarshal(errs, &t.Errors); err != nil {
+			return fmt.Errorf("task %d: decode errors: %w", t.ID, err)
 		}
 	}
 	return nil

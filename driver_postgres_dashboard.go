@@ -469,6 +469,11 @@ type SupersedeChain struct {
 	// (the first 10, then the chain's end: the task that ran or is to run,
 	// if it is within 1,000 links).
 	RanInstead []Task
+	// Omitted counts the links of the chain left out of RanInstead after
+	// the first 10; Unended says the chain goes on past 1,000 links, so
+	// its end is not listed.
+	Omitted int
+	Unended bool
 	// Superseded lists the tasks this one superseded, newest first (at most
 	// 20; SupersededMore says whether there are more).
 	Superseded     []Task
@@ -482,8 +487,12 @@ func (d *PostgresDriver) DashboardSupersedeChain(ctx context.Context, t Task) (S
 		// A key updated often while its task ran leaves a long chain (each
 		// task added supersedes the one before it).
 		var last Task
-		for next, hops := t.SupersededBy, 0; next != 0 && hops < 1000; hops++ {
-			err := scanTask(tx.QueryRowContext(ctx, d.q.get, next), &last, nil)
+		for next, hops := t.SupersededBy, 0; next != 0; hops++ {
+			if hops == 1000 {
+				c.Unended = true
+				break
+			}
+			err := scanTaskErrors(tx.QueryRowContext(ctx, d.q.get, next), &last)
 			if errors.Is(err, sql.ErrNoRows) {
 				break // removed by retention
 			}
@@ -492,6 +501,8 @@ func (d *PostgresDriver) DashboardSupersedeChain(ctx context.Context, t Task) (S
 			}
 			if hops < 10 || last.State != TaskSuperseded {
 				c.RanInstead = append(c.RanInstead, last)
+			} else {
+				c.Omitted++
 			}
 			next = last.SupersededBy
 		}

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"fmt"
 	"hash/crc32"
 	"strings"
 	"text/template"
@@ -83,17 +84,19 @@ func renderQueries(n sqlNames) postgresQueries {
 		// does not count. The row keeps the lease token it was finished
 		// under, so that a Finish sent again after its reply was lost
 		// recognises its own commit: such a completion is not lost.
+		// Every outcome but DONE (and a READY release without a message)
+		// is added to the task's errors; DONE leaves them as they are, so
+		// a success writes no more than it did before.
 		finish: n.render("finish", `
 WITH written AS (
 UPDATE {{.Table}} t
-SET state = CASE
-		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'CANCELLED'
-		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED'
-		ELSE f.state END,
+SET state = `+finishState+`,
 	last_attempt_message = CASE
 		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'cancelled by request: ' || f.message
 		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
 		THEN f.message || ' (gave up after ' || t.attempts || ' attempts)' ELSE f.message END,
+	errors = CASE WHEN f.state = 'DONE' OR (f.state = 'READY' AND f.message = '' AND t.cancel_requested_at IS NULL)
+		THEN t.errors ELSE `+appendAttemptError(finishState, "f.message")+` END,
 	do_after = CASE WHEN f.state IN ('RETRY', 'READY') THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
 	attempts = CASE WHEN f.state = 'READY' AND t.cancel_requested_at IS NULL THEN greatest(t.attempts - 1, 0) ELSE t.attempts END,
 	finished_at = CASE WHEN t.cancel_requested_at IS NULL AND (f.state = 'READY' OR (f.state = 'RETRY' AND t.attempts < t.max_attempts)) THEN NULL ELSE now() END,
@@ -173,11 +176,11 @@ FOR UPDATE SKIP LOCKED`),
 		// backoff, or FAILED when they have used up their attempts.
 		rescue: n.render("rescue", `
 UPDATE {{.Table}} t
-SET state = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'CANCELLED'
-		WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END,
+SET state = `+rescueState+`,
 	finished_at = CASE WHEN t.cancel_requested_at IS NOT NULL OR t.attempts >= t.max_attempts THEN now() END,
 	last_attempt_message = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled by request; ' ELSE '' END
-		|| 'lease expired: the worker stopped or could not reach the database',
+		|| `+leaseExpired+`,
+	errors = `+appendAttemptError(rescueState, leaseExpired)+`,
 	cancel_requested_at = NULL,
 	do_after = now() + make_interval(secs => r.delay),
 	lease_token = NULL,
@@ -193,7 +196,7 @@ WHERE id IN (
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED)`),
 
-		get: n.render("get", `SELECT `+taskColumns+` FROM {{.Table}} WHERE id = $1`),
+		get: n.render("get", `SELECT `+taskColumns+`, errors FROM {{.Table}} WHERE id = $1`),
 
 		list: n.render("list", `
 SELECT `+taskColumns+` FROM {{.Table}}
@@ -327,4 +330,32 @@ SET row_hash = excluded.row_hash,
 	pending_at = CASE WHEN c.pending_hash = coalesce(excluded.row_hash, `+zeroHash+`) THEN NULL ELSE c.pending_at END,
 	updated_at = now()`),
 	}
+}
+
+// finishState is the state the finish statement leaves a task in: a
+// cancellation requested while it ran wins over a retry or a release, and a
+// retry of a task that has used its attempts fails it.
+const finishState = `CASE
+		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'CANCELLED'
+		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED'
+		ELSE f.state END`
+
+// rescueState is the state the rescue leaves a task whose lease expired in.
+const rescueState = `CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'CANCELLED'
+		WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END`
+
+// leaseExpired is the message of an attempt whose lease expired.
+const leaseExpired = `'lease expired: the worker stopped or could not reach the database'`
+
+// maxAttemptErrors bounds the errors a task keeps (the newest ones), so a
+// task retried forever does not grow without end.
+const maxAttemptErrors = 20
+
+// appendAttemptError is task t's errors with the outcome of its current
+// attempt appended (state and message are SQL expressions), the oldest
+// ones dropped beyond maxAttemptErrors.
+func appendAttemptError(state, message string) string {
+	return fmt.Sprintf(`jsonb_path_query_array(coalesce(t.errors, '[]') || jsonb_build_array(jsonb_build_object(
+		'attempt', t.attempts, 'at', now(), 'state', %s, 'message', %s)), '$[last - %d to last]')`,
+		state, message, maxAttemptErrors-1)
 }

@@ -115,9 +115,26 @@ type Task struct {
 	SupersededBy int64
 	// FinishedAt is when the task reached a final state.
 	FinishedAt time.Time
+	// Errors lists the attempts of the task that did not succeed, oldest
+	// first: the last 20 of them. Only GetTask reads it; tasks listed or
+	// claimed leave it nil.
+	Errors []AttemptError
 
 	ctx context.Context // set by WithContext
 	run *taskRun        // the SyncManager's run of the task, if any
+}
+
+// AttemptError is what one attempt of a task that did not succeed left: a
+// retry, a failure, a cancellation, a release, or a lease that expired.
+type AttemptError struct {
+	// Attempt is the attempt's number (Task.Attempt while it ran).
+	Attempt int `json:"attempt"`
+	// At is when the attempt ended.
+	At time.Time `json:"at"`
+	// State is the state the attempt left the task in.
+	State TaskState `json:"state"`
+	// Message is the attempt's message.
+	Message string `json:"message"`
 }
 
 // Context returns the task's context: it carries the run's deadline and is

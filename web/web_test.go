@@ -556,3 +556,50 @@ func TestMountedUnderStripPrefixOrWithPrefix(t *testing.T) {
 		}
 	}
 }
+
+// A task's detail page lists the messages of its attempts that did not
+// succeed, with their numbers, and marks where a long supersede chain is
+// cut.
+func TestTaskPageShowsAttemptErrors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	id, err := f.tm.Add(f.ctx, "crm.sync", "crm:customer:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct {
+		state   queue.TaskState
+		message string
+	}{{queue.TaskRetry, "CRM said 503"}, {queue.TaskRetry, "connection <reset>"}, {queue.TaskDone, "synced"}} {
+		claimed, err := f.driver.Claim(f.ctx, queue.ClaimParams{Names: []string{"crm.sync"}, Limit: 1, Lease: time.Minute})
+		if err != nil || len(claimed) != 1 {
+			t.Fatalf("claim: %v %v", claimed, err)
+		}
+		if lost, err := f.driver.Finish(f.ctx, []queue.Completion{{Lease: claimed[0].Lease, State: o.state, Message: o.message}}); err != nil || len(lost) != 0 {
+			t.Fatalf("finish: %v %v", lost, err)
+		}
+	}
+	status, body := f.get(t, fmt.Sprintf("/tasks/%d", id))
+	row := regexp.MustCompile(`<tr><td class="num">(\d+)</td><td>[^<]+</td><td><span class="state retry">RETRY</span></td><td><pre>([^<]*)</pre></td></tr>`)
+	var got []string
+	for _, m := range row.FindAllStringSubmatch(body, -1) {
+		got = append(got, m[1]+" "+m[2])
+	}
+	if status != http.StatusOK || strings.Join(got, ", ") != "1 CRM said 503, 2 connection &lt;reset&gt;" {
+		t.Fatalf("GET /tasks/%d: %d, attempts %q:\n%s", id, status, got, body)
+	}
+
+	var chain []int64
+	for range 13 {
+		id, err := f.tm.Add(f.ctx, "crm.sync", "crm:customer:2", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, id)
+	}
+	status, body = f.get(t, fmt.Sprintf("/tasks/%d", chain[0]))
+	if status != http.StatusOK || !strings.Contains(body, "… 1 more … → <a") || !strings.Contains(body, fmt.Sprintf("task %d</a> (READY).", chain[12])) ||
+		!strings.Contains(body, `<p id="errors">None.</p>`) {
+		t.Fatalf("GET /tasks/%d: %d, want the chain cut after 10 links and its end:\n%s", chain[0], status, body)
+	}
+}

@@ -39,7 +39,14 @@ Keys, names and messages that are not plain printable text are shown quoted
 and escaped, so a tab or a newline cannot break the table.
 
 With IDs, inspect prints those tasks in full, each as a JSON object; --json
-prints the list that way too, one object a line.`,
+prints the list that way too, one object a line. A task in full also
+carries "errors", the attempts that did not succeed (the last 20: attempt,
+when it ended, the state it left, its message), and its supersede chain:
+"ran_instead" follows superseded_by to the task that ran instead (the first
+10 links and the end; "ran_instead_omitted" counts the links left out,
+"ran_instead_unended" says the chain goes on past 1,000 links), and
+"supersedes" lists the tasks it superseded, newest first (20;
+"supersedes_more" when there are more).`,
 		Example: `  esync inspect
   esync inspect --state FAILED --name crm.update
   esync inspect --state ready,in-progress --limit 20
@@ -66,13 +73,14 @@ prints the list that way too, one object a line.`,
 			if f.States, err = parseStates(states); err != nil {
 				return err
 			}
-			tm, err := a.tasks(cmd.Context())
+			d, err := a.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if len(ids) > 0 {
-				return showTasks(cmd, tm, ids)
+				return showTasks(cmd, d, ids)
 			}
+			tm := queue.NewTaskManager(d)
 			tasks, err := tm.List(cmd.Context(), f)
 			if err != nil {
 				return err
@@ -106,14 +114,15 @@ prints the list that way too, one object a line.`,
 	return cmd
 }
 
-// showTasks prints each task in full as a JSON object, in the order asked;
-// tasks that cannot be read are reported after the others.
-func showTasks(cmd *cobra.Command, tm *queue.TaskManager, ids []int64) error {
+// showTasks prints each task in full as a JSON object, in the order asked,
+// with its attempts that did not succeed and its supersede chain; tasks
+// that cannot be read are reported after the others.
+func showTasks(cmd *cobra.Command, d *queue.PostgresDriver, ids []int64) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	var errs []error
 	for _, id := range ids {
-		t, err := tm.Get(cmd.Context(), id)
+		t, err := d.GetTask(cmd.Context(), id)
 		if errors.Is(err, queue.ErrTaskNotFound) {
 			errs = append(errs, fmt.Errorf("task %d: not found", id))
 			continue
@@ -122,26 +131,54 @@ func showTasks(cmd *cobra.Command, tm *queue.TaskManager, ids []int64) error {
 			return err
 		}
 		out := taskJSON(t)
-		// The supersede chain: the older tasks of the key that this one
-		// replaced (superseded_by says which replaced this one).
-		older, err := tm.List(cmd.Context(), queue.TaskFilter{Key: t.Key, States: []queue.TaskState{queue.TaskSuperseded}})
+		if len(t.Errors) > 0 {
+			out["errors"] = t.Errors
+		}
+		chain, err := d.DashboardSupersedeChain(cmd.Context(), t)
 		if err != nil {
 			return err
 		}
-		var supersedes []int64
-		for _, o := range older {
-			if o.SupersededBy == t.ID {
-				supersedes = append(supersedes, o.ID)
-			}
-		}
-		if len(supersedes) > 0 {
-			out["supersedes"] = supersedes
-		}
+		addChain(out, chain)
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// addChain adds a task's supersede chain to what inspect ID prints:
+// ran_instead follows superseded_by to the task that ran instead (the
+// links after the first 10 are counted in ran_instead_omitted; past 1,000
+// links, ran_instead_unended says the end is not listed), supersedes names
+// the tasks this one superseded (supersedes_more: there are more than 20).
+func addChain(out map[string]any, c queue.SupersedeChain) {
+	if len(c.RanInstead) > 0 {
+		type link struct {
+			ID    int64           `json:"id"`
+			State queue.TaskState `json:"state"`
+		}
+		var links []link
+		for _, t := range c.RanInstead {
+			links = append(links, link{t.ID, t.State})
+		}
+		out["ran_instead"] = links
+	}
+	if c.Omitted > 0 {
+		out["ran_instead_omitted"] = c.Omitted
+	}
+	if c.Unended {
+		out["ran_instead_unended"] = true
+	}
+	if len(c.Superseded) > 0 {
+		var ids []int64
+		for _, t := range c.Superseded {
+			ids = append(ids, t.ID)
+		}
+		out["supersedes"] = ids
+	}
+	if c.SupersededMore {
+		out["supersedes_more"] = true
+	}
 }
 
 // taskJSON is what inspect ID prints for a task.

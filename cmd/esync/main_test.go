@@ -6,10 +6,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +102,7 @@ func TestCLI(t *testing.T) {
 	t.Run("not migrated", func(t *testing.T) { t.Parallel(); testNotMigrated(t, bin) })
 	t.Run("tasks", func(t *testing.T) { t.Parallel(); testTasks(t, bin) })
 	t.Run("inspect", func(t *testing.T) { t.Parallel(); testInspect(t, bin) })
+	t.Run("inspect attempts", func(t *testing.T) { t.Parallel(); testInspectAttempts(t, bin) })
 }
 
 // Every command's help, asked for in every way, exits 0 and needs no
@@ -375,5 +378,89 @@ VALUES ('job', E'evil\tkey\nID\tFAKE', '{}', 'sql', 'DONE', E'line one\nline two
 	}
 	if !regexp.MustCompile(`(?s)^\{\n  .*"id": 3,.*\}\n\{\n.*"id": 1,.*"state": "IN PROGRESS"`).MatchString(r.stdout) {
 		t.Errorf("inspect 3 1 did not print both tasks in order:\n%s", r.stdout)
+	}
+}
+
+// inspect ID prints the messages of a task's attempts that did not
+// succeed, with their numbers, and its supersede chain, cut after 10 links
+// with the end kept and the links left out counted.
+func testInspectAttempts(t *testing.T, bin string) {
+	dsn := queuetest.NewDSN(t)
+	c := cli{t: t, bin: bin, dsn: dsn}
+	c.ok("", "migrate")
+	d, err := queue.OpenPostgres(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	tm := queue.NewTaskManager(d)
+	id, err := tm.Add(ctx, "job", "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct {
+		state   queue.TaskState
+		message string
+	}{{queue.TaskRetry, "CRM answered 503"}, {queue.TaskRetry, "connection reset"}, {queue.TaskDone, "synced"}} {
+		got, err := d.Claim(ctx, queue.ClaimParams{Names: []string{"job"}, Limit: 1, Lease: time.Minute})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim: %v %v", got, err)
+		}
+		if _, err := d.Finish(ctx, []queue.Completion{{Lease: got[0].Lease, State: o.state, Message: o.message}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each task added for key z supersedes the one before it.
+	var chain []int64
+	for range 14 {
+		id, err := tm.Add(ctx, "other", "z", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, id)
+	}
+
+	var task struct {
+		State  string `json:"state"`
+		Errors []struct {
+			Attempt int    `json:"attempt"`
+			At      string `json:"at"`
+			State   string `json:"state"`
+			Message string `json:"message"`
+		} `json:"errors"`
+		RanInstead []struct {
+			ID    int64  `json:"id"`
+			State string `json:"state"`
+		} `json:"ran_instead"`
+		Omitted    int     `json:"ran_instead_omitted"`
+		Supersedes []int64 `json:"supersedes"`
+	}
+	out := c.ok("", "inspect", strconv.FormatInt(id, 10))
+	if err := json.Unmarshal([]byte(out), &task); err != nil {
+		t.Fatalf("inspect %d: %v\n%s", id, err, out)
+	}
+	if task.State != "DONE" || len(task.Errors) != 2 ||
+		task.Errors[0].Attempt != 1 || task.Errors[0].State != "RETRY" || task.Errors[0].Message != "CRM answered 503" || task.Errors[0].At == "" ||
+		task.Errors[1].Attempt != 2 || task.Errors[1].Message != "connection reset" {
+		t.Fatalf("inspect %d: want both failures with their attempts:\n%s", id, out)
+	}
+
+	task.Errors = nil
+	out = c.ok("", "inspect", strconv.FormatInt(chain[0], 10))
+	if err := json.Unmarshal([]byte(out), &task); err != nil {
+		t.Fatalf("inspect %d: %v\n%s", chain[0], err, out)
+	}
+	var links []int64
+	for _, l := range task.RanInstead {
+		links = append(links, l.ID)
+	}
+	want := append(append([]int64{}, chain[1:11]...), chain[13])
+	if fmt.Sprint(links) != fmt.Sprint(want) || task.Omitted != 2 || task.RanInstead[10].State != "READY" || len(task.Errors) != 0 {
+		t.Fatalf("inspect %d: chain %v (%d omitted), want %v and 2 omitted:\n%s", chain[0], links, task.Omitted, want, out)
+	}
+	out = c.ok("", "inspect", strconv.FormatInt(chain[13], 10))
+	if err := json.Unmarshal([]byte(out), &task); err != nil || fmt.Sprint(task.Supersedes) != fmt.Sprint(chain[12:13]) {
+		t.Fatalf("inspect %d: want it to name task %d as superseded:\n%s", chain[13], chain[12], out)
 	}
 }
