@@ -66,7 +66,8 @@ func TestAttemptErrorsKeepEachFailure(t *testing.T) {
 	}
 }
 
-// A release with a message is kept, one without is not; a retry of a task
+// A release with a message is kept, one without is not, nor one of a task
+// handed back unrun (a stream's rate limit); a retry of a task
 // whose cancellation was requested is kept as CANCELLED, with the action's
 // own message.
 func TestAttemptErrorsReleaseAndCancel(t *testing.T) {
@@ -74,11 +75,12 @@ func TestAttemptErrorsReleaseAndCancel(t *testing.T) {
 	b := setup(t)
 	id := b.add(t, "job", "k", nil)
 	b.finishWith(t, b.claimOne(t), queue.TaskReady, "")
-	b.finishWith(t, b.claimOne(t), queue.TaskReady, "released unrun")
+	b.finishWith(t, b.claimOne(t), queue.TaskReady, "released unrun: the stream's rate limit was reached")
+	b.finishWith(t, b.claimOne(t), queue.TaskReady, "released at shutdown")
 	c := b.claimOne(t)
 	requireNoError(t, b.tm.Cancel(b.ctx, id))
 	b.finishWith(t, c, queue.TaskRetry, "timed out")
-	requireAttempts(t, b.attempts(t, id), "1 READY released unrun", "1 CANCELLED timed out")
+	requireAttempts(t, b.attempts(t, id), "1 READY released at shutdown", "1 CANCELLED timed out")
 }
 
 // An attempt whose lease expired shows the rescue's message.

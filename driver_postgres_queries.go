@@ -84,9 +84,10 @@ func renderQueries(n sqlNames) postgresQueries {
 		// does not count. The row keeps the lease token it was finished
 		// under, so that a Finish sent again after its reply was lost
 		// recognises its own commit: such a completion is not lost.
-		// Every outcome but DONE (and a READY release without a message)
-		// is added to the task's errors; DONE leaves them as they are, so
-		// a success writes no more than it did before.
+		// Every outcome but DONE (and a READY release without a message,
+		// or of a task that never ran: releasedUnrun) is added to the
+		// task's errors; DONE leaves them as they are, so a success writes
+		// no more than it did before.
 		finish: n.render("finish", `
 WITH written AS (
 UPDATE {{.Table}} t
@@ -95,7 +96,8 @@ SET state = `+finishState+`,
 		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'cancelled by request: ' || f.message
 		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
 		THEN f.message || ' (gave up after ' || t.attempts || ' attempts)' ELSE f.message END,
-	errors = CASE WHEN f.state = 'DONE' OR (f.state = 'READY' AND f.message = '' AND t.cancel_requested_at IS NULL)
+	errors = CASE WHEN f.state = 'DONE' OR (f.state = 'READY' AND t.cancel_requested_at IS NULL
+			AND (f.message = '' OR starts_with(f.message, '`+releasedUnrun+`')))
 		THEN t.errors ELSE `+appendAttemptError(finishState, "f.message")+` END,
 	do_after = CASE WHEN f.state IN ('RETRY', 'READY') THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
 	attempts = CASE WHEN f.state = 'READY' AND t.cancel_requested_at IS NULL THEN greatest(t.attempts - 1, 0) ELSE t.attempts END,

@@ -346,7 +346,7 @@ func (s *stream) permit(ctx context.Context, tasks []ClaimedTask) ([]ClaimedTask
 	}
 	back := make([]Completion, 0, len(tasks)-granted)
 	for _, t := range tasks[granted:] {
-		back = append(back, Completion{Lease: t.Lease, State: TaskReady, Message: "released unrun: the stream's rate limit was reached"})
+		back = append(back, Completion{Lease: t.Lease, State: TaskReady, Message: releasedUnrun + ": the stream's rate limit was reached"})
 	}
 	if _, err := s.m.driver.Finish(callCtx, back); err != nil {
 		// Their leases expire and they are rescued.
@@ -365,3 +365,7 @@ func (s *stream) hold(until time.Time) {
 		s.m.report(fmt.Errorf("stream %q: hold until %s: %w", s.name, until.Format(time.RFC3339), err))
 	}
 }
+
+// releasedUnrun begins the message of a task handed back unrun (READY); the
+// attempt is not kept among the task's errors.
+const releasedUnrun = "released unrun"
