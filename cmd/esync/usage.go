@@ -32,12 +32,18 @@ func isUsage(err error) bool {
 // migrated gets "run `esync migrate`".
 func explain(err error, a *app) error {
 	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && (pqErr.Code == "42P01" || pqErr.Code == "3F000") { // undefined_table, invalid_schema_name
-		where := ""
-		if a.schema != queue.DefaultSchema || a.table != queue.DefaultTable {
-			where = fmt.Sprintf(" --schema %s --table %s", a.schema, a.table)
-		}
+	if !errors.As(err, &pqErr) {
+		return err
+	}
+	where := ""
+	if a.schema != queue.DefaultSchema || a.table != queue.DefaultTable {
+		where = fmt.Sprintf(" --schema %s --table %s", a.schema, a.table)
+	}
+	switch pqErr.Code {
+	case "42P01", "3F000": // undefined_table, invalid_schema_name
 		return fmt.Errorf("%w\nthe queue %s.%s does not exist in this database: run `esync migrate%s` first", err, a.schema, a.table, where)
+	case "42883": // undefined_function: the queue's functions come with its migrations
+		return fmt.Errorf("%w\nthe queue %s.%s is not migrated to this version: run `esync migrate%s` first", err, a.schema, a.table, where)
 	}
 	return err
 }
