@@ -35,6 +35,8 @@ func TestBenchSmoke(t *testing.T) {
 	cfg.DedupKeys = 10
 	cfg.LatencyN, cfg.CDCRows = 5, 1000
 	cfg.RetentionN, cfg.RetentionDrainRate, cfg.RetentionDrainFor = 1000, 200, 2*time.Second
+	cfg.ShapeDue, cfg.ShapeLater, cfg.ShapeHot, cfg.ShapeBusyKeys, cfg.ShapeBusyEach, cfg.ShapeDone = 50, 300, 100, 5, 10, 1000
+	cfg.Producers, cfg.MixedRate, cfg.MixedFor = 4, 100, time.Second
 	cfg.Timeout = 2 * time.Minute
 	var out bytes.Buffer
 	if err := runOn(ctx, srv, cfg, &out); err != nil {
@@ -44,6 +46,7 @@ func TestBenchSmoke(t *testing.T) {
 
 	for _, want := range []string{
 		"postgres:   PostgreSQL",
+		"durability: fsync=",
 		"| bulk insert, 200 in one call (tasks/s) | TaskManager.AddMany | Client.InsertMany |",
 		"| bulk insert, 200 in one call (tasks/s) | TaskManager.AddMany | Client.InsertManyFast (COPY) |",
 		"| no-op drain of 200, distinct keys (tasks/s) |",
@@ -51,10 +54,20 @@ func TestBenchSmoke(t *testing.T) {
 		"| no-op drain of 200 after idle (tasks/s) |",
 		"| dedup burst, 200 on 10 keys (tasks retired/s) |",
 		"(10 runs",
+		"| dedup burst, 200 on 10 keys (tasks retired/s) | same workers; newest per key runs | no replace-dedup: 200 distinct jobs",
+		"| drain of 50 due alone (tasks/s) |",
+		"| drain of 50 due behind 300 due in 1h (tasks/s) |",
+		"| drain of 50 due beside 1 busy key with 100 queued (tasks/s) |",
+		"| drain of 50 due beside 5 busy keys with 10 queued each (tasks/s) |",
+		"| drain of 50 due beside 1000 finished (tasks/s) |",
+		"× baseline",
+		"(to the baseline: ",
+		"| tasks run/s (median) |",
+		"| insert→start p99 (all rounds) |",
+		"| backlog at the end (median) |",
 		"| p50 |",
 		"| p99 |",
 		"| first sync: tasks emitted/s |",
-		"| diff, 1% changed: source rows/s |",
 		"| 1000 finished tasks past retention: deleted/s |",
 		"| finished rows in the table during the drain",
 		"| first sync / that bulk insert |",
@@ -64,6 +77,39 @@ func TestBenchSmoke(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+}
+
+// TestBenchXminSmoke runs the pinned-xmin phases of both sides at a low
+// rate and for a second each: every phase must report its row.
+func TestBenchXminSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := defaultConfig()
+	cfg.Only, cfg.Producers, cfg.XminRate = "xmin", 4, 100
+	cfg.XminBaseline, cfg.XminHold, cfg.XminRecovery, cfg.XminSurge = time.Second, time.Second, time.Second, time.Second
+	var out bytes.Buffer
+	if err := run(ctx, cfg, &out); err != nil {
+		if os.Getenv(queuetest.RequireEnv) == "" && strings.Contains(err.Error(), "no PostgreSQL available") {
+			t.Skip(err)
+		}
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	wants := []string{"pinned xmin, esync", "pinned xmin, River", "| xmin pinned | 1s | 100 |", "| 1.5× load | 1s | 150 |"}
+	if os.Getenv("DATABASE_URL") == "" {
+		wants = append(wants, "durability: fsync=on synchronous_commit=on full_page_writes=on")
+	}
+	for _, want := range wants {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if n := strings.Count(out.String(), "| recovery | 1s |"); n != 4 {
+		t.Errorf("%d recovery rows, want 2 per side", n)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -13,15 +14,18 @@ import (
 
 // environment describes where the figures were taken.
 type environment struct {
-	Postgres  string // SELECT version()
-	Source    string // where the server came from: env, docker or local
-	CPUs      int
-	CPUModel  string
-	GoVersion string
+	Postgres string // SELECT version()
+	Source   string // where the server came from: env, docker or local
+	// Durability is the server's fsync, synchronous_commit and
+	// full_page_writes, as it reports them.
+	Durability string
+	CPUs       int
+	CPUModel   string
+	GoVersion  string
 }
 
-// describeEnvironment reads the server's version over dsn and the machine's
-// CPU count and model.
+// describeEnvironment reads the server's version and durability settings
+// over dsn, and the machine's CPU count and model.
 func describeEnvironment(ctx context.Context, dsn, source string) (environment, error) {
 	env := environment{
 		Source:    source,
@@ -34,7 +38,10 @@ func describeEnvironment(ctx context.Context, dsn, source string) (environment, 
 		return env, err
 	}
 	defer db.Close()
-	err = db.QueryRowContext(ctx, "SELECT version()").Scan(&env.Postgres)
+	var fsync, syncCommit, fullPages string
+	err = db.QueryRowContext(ctx, `SELECT version(), current_setting('fsync'),
+current_setting('synchronous_commit'), current_setting('full_page_writes')`).Scan(&env.Postgres, &fsync, &syncCommit, &fullPages)
+	env.Durability = fmt.Sprintf("fsync=%s synchronous_commit=%s full_page_writes=%s", fsync, syncCommit, fullPages)
 	return env, err
 }
 

@@ -16,6 +16,7 @@ import (
 // esyncBench is the esync side: a migrated queue in its own database.
 type esyncBench struct {
 	cfg    config
+	dsn    string
 	driver *queue.PostgresDriver
 	tasks  *queue.TaskManager
 }
@@ -33,7 +34,7 @@ func newEsyncBench(ctx context.Context, dsn string, cfg config, opts ...queue.Po
 		d.Close()
 		return nil, fmt.Errorf("esync migrate: %w", err)
 	}
-	return &esyncBench{cfg: cfg, driver: d, tasks: queue.NewTaskManager(d)}, nil
+	return &esyncBench{cfg: cfg, dsn: dsn, driver: d, tasks: queue.NewTaskManager(d)}, nil
 }
 
 // Close closes the database handle.
@@ -46,16 +47,32 @@ func (b *esyncBench) table() string {
 
 // specs builds n no-op tasks. keys is how many distinct keys they share
 // (task i gets key i mod keys); 0 means every task has its own key.
-func specs(n, keys int) []queue.TaskSpec {
+func specs(n, keys int) []queue.TaskSpec { return keyedSpecs("k", 0, n, keys) }
+
+// keyedSpecs builds n no-op tasks numbered from first, each with opts. Task
+// i's key is prefix followed by i, or by i mod keys when keys > 0.
+func keyedSpecs(prefix string, first, n, keys int, opts ...queue.AddOption) []queue.TaskSpec {
 	out := make([]queue.TaskSpec, n)
 	for i := range out {
-		k := i
+		num := first + i
+		k := num
 		if keys > 0 {
-			k = i % keys
+			k = num % keys
 		}
-		out[i] = queue.TaskSpec{Name: noopTaskName, Key: "k" + strconv.Itoa(k), Data: noopArgs{Num: i}}
+		out[i] = queue.TaskSpec{Name: noopTaskName, Key: prefix + strconv.Itoa(k), Data: noopArgs{Num: num}, Options: opts}
 	}
 	return out
+}
+
+// addBatched adds tasks with AddMany, 10,000 a call, as a user loading a
+// big backlog would.
+func (b *esyncBench) addBatched(ctx context.Context, tasks []queue.TaskSpec) error {
+	return inBatches(tasks, 10_000, func(batch []queue.TaskSpec) error {
+		if _, err := b.tasks.AddMany(ctx, batch); err != nil {
+			return fmt.Errorf("esync preload: %w", err)
+		}
+		return nil
+	})
 }
 
 // Insert times one TaskManager.AddMany of InsertN tasks with distinct keys.

@@ -83,7 +83,7 @@ func (w *latencyWorker) Work(context.Context, *river.Job[noopArgs]) error {
 // riverLatency does the same with a River client with `river bench`'s
 // fetch settings.
 func riverLatency(ctx context.Context, dsn string, cfg config) (latencies, error) {
-	b, err := newRiverBench(ctx, dsn, cfg)
+	b, err := newRiverBench(ctx, dsn, cfg, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -59,8 +59,7 @@ func runPooler(ctx context.Context, cfg config, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "esync straight on PostgreSQL vs through PgBouncer, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(w, "machine:    %d CPUs, %s, %s\n", env.CPUs, env.CPUModel, env.GoVersion)
-	fmt.Fprintf(w, "postgres:   %s (%s)\n", env.Postgres, env.Source)
+	printEnvironment(w, env)
 	fmt.Fprintf(w, "settings:   rounds=%d insert-n=%d drain-n=%d workers=%d claim-limit=%d manager-concurrency=%d latency-n=%d\n\n",
 		cfg.Rounds, cfg.InsertN, cfg.DrainN, cfg.Workers, cfg.ClaimLimit, cfg.ManagerConcurrency, cfg.LatencyN)
 	figs := make([]poolerFigures, len(poolerPaths))

@@ -56,11 +56,8 @@ func measureRetention(ctx context.Context, dsn string, cfg config) (retentionFig
 	}
 	defer b.Close()
 	db := b.driver.DB()
-	for added := 0; added < cfg.RetentionN; added += 10_000 {
-		n := min(10_000, cfg.RetentionN-added)
-		if _, err := b.tasks.AddMany(ctx, specsFrom(added, n)); err != nil {
-			return f, err
-		}
+	if err := b.addBatched(ctx, keyedSpecs("k", 0, cfg.RetentionN, 0)); err != nil {
+		return f, err
 	}
 	if _, err := db.ExecContext(ctx, `UPDATE message_queue SET state = 'DONE', finished_at = now() - interval '2 days'`); err != nil {
 		return f, err
@@ -113,7 +110,7 @@ func measureRetention(ctx context.Context, dsn string, cfg config) (retentionFig
 		defer t.Stop()
 		next := cfg.RetentionN
 		for time.Since(drainStart) < cfg.RetentionDrainFor {
-			if _, err := b.tasks.AddMany(ctx, specsFrom(next, perTick)); err != nil {
+			if _, err := b.tasks.AddMany(ctx, keyedSpecs("k", next, perTick, 0)); err != nil {
 				prodErr <- err
 				return
 			}
@@ -151,15 +148,6 @@ func measureRetention(ctx context.Context, dsn string, cfg config) (retentionFig
 		return f, fmt.Errorf("retention drain: %d tasks pending at the end: the manager did not keep up with %d/s", pending, cfg.RetentionDrainRate)
 	}
 	return f, nil
-}
-
-// specsFrom is n no-op tasks with distinct keys numbered from first.
-func specsFrom(first, n int) []queue.TaskSpec {
-	out := make([]queue.TaskSpec, n)
-	for i := range out {
-		out[i] = queue.TaskSpec{Name: noopTaskName, Key: fmt.Sprintf("k%d", first+i), Data: noopArgs{Num: first + i}}
-	}
-	return out
 }
 
 // runRetention measures retention in rounds on fresh databases and prints

@@ -33,10 +33,18 @@ type noopWorker struct {
 // Work does nothing.
 func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil }
 
-// newRiverBench connects to dsn with a default pgxpool (as `river bench`
-// does) and migrates River's schema with rivermigrate.
-func newRiverBench(ctx context.Context, dsn string, cfg config) (*riverBench, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+// newRiverBench connects to dsn with a pgxpool of maxConns connections, or
+// of pgxpool's default size when 0 (as `river bench` does), and migrates
+// River's schema with rivermigrate.
+func newRiverBench(ctx context.Context, dsn string, cfg config, maxConns int) (*riverBench, error) {
+	poolCfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if maxConns > 0 {
+		poolCfg.MaxConns = int32(maxConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -70,11 +78,11 @@ func (b *riverBench) Close() error {
 	return nil
 }
 
-// jobs builds n no-op jobs.
-func jobs(n int) []river.InsertManyParams {
+// jobs builds n no-op jobs, inserted with opts (nil: River's defaults).
+func jobs(n int, opts *river.InsertOpts) []river.InsertManyParams {
 	out := make([]river.InsertManyParams, n)
 	for i := range out {
-		out[i] = river.InsertManyParams{Args: noopArgs{Num: i}}
+		out[i] = river.InsertManyParams{Args: noopArgs{Num: i}, InsertOpts: opts}
 	}
 	return out
 }
@@ -95,7 +103,7 @@ func (b *riverBench) InsertManyFast(ctx context.Context) (measurement, error) {
 }
 
 func (b *riverBench) timeInsert(ctx context.Context, insert func(context.Context, []river.InsertManyParams) (int, error)) (measurement, error) {
-	batch := jobs(b.cfg.InsertN)
+	batch := jobs(b.cfg.InsertN, nil)
 	start := time.Now()
 	n, err := insert(ctx, batch)
 	elapsed := time.Since(start)
@@ -111,23 +119,31 @@ func (b *riverBench) timeInsert(ctx context.Context, insert func(context.Context
 // Drain preloads DrainN jobs and times a client with the settings of
 // River's `river bench` until every job completed.
 func (b *riverBench) Drain(ctx context.Context) (measurement, error) {
-	return b.timedDrain(ctx, false)
+	return b.timedDrain(ctx, b.cfg.DrainN, false)
+}
+
+// DedupBurst is the counterpart of esync's dedup burst: River has no
+// replace-dedup (its unique jobs skip the new job instead of replacing the
+// pending one), so it drains DedupN distinct jobs.
+func (b *riverBench) DedupBurst(ctx context.Context) (measurement, error) {
+	return b.timedDrain(ctx, b.cfg.DedupN, false)
 }
 
 // DrainAfterIdle drains DrainN jobs, runs VACUUM ANALYZE on the drained
 // table, then times a client on new connections draining DrainN new jobs:
 // the same idle-then-burst statistics esync's DrainAfterIdle sees.
 func (b *riverBench) DrainAfterIdle(ctx context.Context) (measurement, error) {
-	return b.timedDrain(ctx, true)
+	return b.timedDrain(ctx, b.cfg.DrainN, true)
 }
 
-func (b *riverBench) timedDrain(ctx context.Context, afterIdle bool) (measurement, error) {
-	n := b.cfg.DrainN
+// timedDrain preloads n jobs and times a client until they completed; with
+// afterIdle it first drains n others and runs VACUUM ANALYZE.
+func (b *riverBench) timedDrain(ctx context.Context, n int, afterIdle bool) (measurement, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	total := n
 	if afterIdle {
-		if err := b.preload(ctx, n); err != nil {
+		if err := b.preload(ctx, n, nil); err != nil {
 			return measurement{}, err
 		}
 		if _, _, err := b.work(ctx, n); err != nil {
@@ -139,45 +155,36 @@ func (b *riverBench) timedDrain(ctx context.Context, afterIdle bool) (measuremen
 		b.pool.Reset() // new connections, as for esync
 		total += n
 	}
-	if err := b.preload(ctx, n); err != nil {
+	if err := b.preload(ctx, n, nil); err != nil {
 		return measurement{}, err
 	}
 	elapsed, spent, err := b.work(ctx, n)
 	if err != nil {
 		return measurement{}, err
 	}
-	if err := b.checkCompleted(ctx, total); err != nil {
+	if err := b.checkCompleted(ctx, total, total); err != nil {
 		return measurement{}, err
 	}
 	return measurement{Rate: rate(n, elapsed), Note: spent}, nil
 }
 
-// preload inserts n jobs in batches of 5,000, as `river bench` does.
-func (b *riverBench) preload(ctx context.Context, n int) error {
-	all := jobs(n)
-	for len(all) > 0 {
-		batch := all[:min(len(all), 5000)]
-		all = all[len(batch):]
+// preload inserts n jobs with opts in batches of 5,000, as `river bench`
+// does.
+func (b *riverBench) preload(ctx context.Context, n int, opts *river.InsertOpts) error {
+	return inBatches(jobs(n, opts), 5000, func(batch []river.InsertManyParams) error {
 		if _, err := b.inserter.InsertManyFast(ctx, batch); err != nil {
 			return fmt.Errorf("river preload: %w", err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
-// work starts a client with the settings of River's `river bench` (fetch
-// cooldown 2 ms, poll interval 20 ms, 2,000 workers on the default queue),
-// waits for n completion events, counted through a subscription as
+// work starts a client with the settings of River's `river bench`
+// (benchClient), waits for n completion events, counted through a subscription as
 // `river bench` does, and stops the client. It returns the time from Start
 // to the last completion, and what the process spent per job until then.
 func (b *riverBench) work(ctx context.Context, n int) (time.Duration, string, error) {
-	client, err := river.NewClient(b.driver, &river.Config{
-		FetchCooldown:     2 * time.Millisecond,
-		FetchPollInterval: 20 * time.Millisecond,
-		Logger:            b.logger,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2000}},
-		Workers:           b.workers,
-	})
+	client, err := b.benchClient(b.workers)
 	if err != nil {
 		return 0, "", err
 	}
@@ -201,6 +208,19 @@ func (b *riverBench) work(ctx context.Context, n int) (time.Duration, string, er
 	return last.Sub(start), spent, err
 }
 
+// benchClient is a client with the settings of River's `river bench`
+// (fetch cooldown 2 ms, poll interval 20 ms, 2,000 workers on the default
+// queue), running workers.
+func (b *riverBench) benchClient(workers *river.Workers) (*river.Client[pgx.Tx], error) {
+	return river.NewClient(b.driver, &river.Config{
+		FetchCooldown:     2 * time.Millisecond,
+		FetchPollInterval: 20 * time.Millisecond,
+		Logger:            b.logger,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2000}},
+		Workers:           workers,
+	})
+}
+
 // awaitCompletions reads n completion events and returns when the last
 // arrived. A failed or cancelled job is an error.
 func awaitCompletions(ctx context.Context, events <-chan *river.Event, n int) (time.Time, error) {
@@ -222,16 +242,17 @@ func awaitCompletions(ctx context.Context, events <-chan *river.Event, n int) (t
 	return last, nil
 }
 
-// checkCompleted verifies that all n jobs are completed in the table.
-func (b *riverBench) checkCompleted(ctx context.Context, n int) error {
-	var completed, total int
+// checkCompleted verifies that the table holds total jobs of which n are
+// completed.
+func (b *riverBench) checkCompleted(ctx context.Context, n, total int) error {
+	var completed, rows int
 	err := b.pool.QueryRow(ctx,
-		"SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FROM river_job").Scan(&completed, &total)
+		"SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FROM river_job").Scan(&completed, &rows)
 	if err != nil {
 		return err
 	}
-	if completed != n || total != n {
-		return fmt.Errorf("river drain: %d of %d jobs completed (%d rows)", completed, n, total)
+	if completed != n || rows != total {
+		return fmt.Errorf("river drain: %d jobs completed in %d rows, want %d in %d", completed, rows, n, total)
 	}
 	return nil
 }

@@ -15,6 +15,18 @@ func rate(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
+// inBatches calls f on items, size at a time, until it fails.
+func inBatches[T any](items []T, size int, f func([]T) error) error {
+	for len(items) > 0 {
+		batch := items[:min(len(items), size)]
+		items = items[len(batch):]
+		if err := f(batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // median is the middle value of xs (the mean of the two middle values when
 // there is an even number); 0 for none.
 func median(xs []float64) float64 {
@@ -51,3 +63,14 @@ func formatRates(xs []float64) string {
 	}
 	return strings.Join(parts, " · ")
 }
+
+// formatWait prints a wait to 10 µs, or to 10 ms from a second up.
+func formatWait(d time.Duration) string {
+	if d >= time.Second {
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
+}
+
+// formatWaitNs is formatWait of a number of nanoseconds.
+func formatWaitNs(ns float64) string { return formatWait(time.Duration(ns)) }

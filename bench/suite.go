@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/esync/queue/queuetest"
 )
@@ -20,11 +21,14 @@ type measureFunc func(context.Context) (measurement, error)
 // metric is one row of the table: what each side does, how to measure it,
 // and the figure of every round.
 type metric struct {
-	Name       string
-	EsyncDoes  string
-	RiverDoes  string // empty when River has no counterpart
-	esync      measureFunc
-	river      measureFunc // nil when River has no counterpart
+	Name      string
+	EsyncDoes string
+	RiverDoes string // empty when River has no counterpart
+	esync     measureFunc
+	river     measureFunc // nil when River has no counterpart
+	// Baseline, when set, is the row measured earlier in each round that
+	// this row's figures are compared with, side by side.
+	Baseline   *metric
 	EsyncRates []float64
 	RiverRates []float64
 }
@@ -32,7 +36,7 @@ type metric struct {
 // metrics lists the table's rows in the order they are measured.
 func metrics(cfg config, fresh freshDatabases) []*metric {
 	e, r := fresh.esync, fresh.river
-	return []*metric{{
+	return append([]*metric{{
 		Name:      fmt.Sprintf("bulk insert, %d in one call (tasks/s)", cfg.InsertN),
 		EsyncDoes: "TaskManager.AddMany",
 		RiverDoes: "Client.InsertMany",
@@ -65,8 +69,10 @@ func metrics(cfg config, fresh freshDatabases) []*metric {
 	}, {
 		Name:      fmt.Sprintf("dedup burst, %d on %d keys (tasks retired/s)", cfg.DedupN, cfg.DedupKeys),
 		EsyncDoes: "same workers; newest per key runs",
+		RiverDoes: fmt.Sprintf("no replace-dedup: %d distinct jobs, client as above", cfg.DedupN),
 		esync:     e((*esyncBench).DedupBurst),
-	}}
+		river:     r((*riverBench).DedupBurst),
+	}}, shapeMetrics(cfg, fresh)...)
 }
 
 // freshDatabases gives every measurement a database of its own, created and
@@ -95,7 +101,7 @@ func (f freshDatabases) esync(measure func(*esyncBench, context.Context) (measur
 func (f freshDatabases) river(measure func(*riverBench, context.Context) (measurement, error)) measureFunc {
 	return func(ctx context.Context) (measurement, error) {
 		return onFreshDatabase(ctx, f.srv, func(dsn string) (measurement, error) {
-			b, err := newRiverBench(ctx, dsn, f.cfg)
+			b, err := newRiverBench(ctx, dsn, f.cfg, 0)
 			if err != nil {
 				return measurement{}, err
 			}
@@ -119,12 +125,17 @@ func onFreshDatabase(ctx context.Context, srv *queuetest.Server, f func(dsn stri
 }
 
 // run starts one PostgreSQL (or uses DATABASE_URL) and runs the benchmark
-// on it.
+// on it. The server the harness starts is durable (fsync,
+// synchronous_commit and full_page_writes on) unless -fast says otherwise.
 func run(ctx context.Context, cfg config, w io.Writer) error {
 	if cfg.Pooler {
 		return runPooler(ctx, cfg, w)
 	}
-	srv, err := queuetest.Start(ctx)
+	start := queuetest.StartDurable
+	if cfg.Fast {
+		start = queuetest.Start
+	}
+	srv, err := start(ctx)
 	if err != nil {
 		return err
 	}
@@ -145,8 +156,12 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 		return runCDC(ctx, srv, cfg, w)
 	case "retention":
 		return runRetention(ctx, srv, cfg, w)
+	case "mixed":
+		return runMixed(ctx, srv, cfg, w)
 	case "dashboard":
 		return runDashboard(ctx, srv, cfg, w)
+	case "xmin":
+		return runXmin(ctx, srv, cfg, w)
 	}
 	ms := metrics(cfg, freshDatabases{srv: srv, cfg: cfg})
 	if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {
@@ -154,6 +169,9 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 	}
 	printTable(w, ms)
 	if err := runLatency(ctx, srv, cfg, w); err != nil {
+		return err
+	}
+	if err := runMixed(ctx, srv, cfg, w); err != nil {
 		return err
 	}
 	if err := runCDC(ctx, srv, cfg, w); err != nil {
@@ -183,6 +201,12 @@ func runRounds(ctx context.Context, rounds int, ms []*metric, w io.Writer) error
 					return err
 				}
 			}
+			if b := m.Baseline; b != nil {
+				em.Note = joinNotes(ratioTo(em.Rate, b.EsyncRates), em.Note)
+				if m.river != nil {
+					rm.Note = joinNotes(ratioTo(rm.Rate, b.RiverRates), rm.Note)
+				}
+			}
 			m.EsyncRates = append(m.EsyncRates, em.Rate)
 			line := fmt.Sprintf("round %d  %-58s esync %9s/s", round, m.Name, formatRate(em.Rate))
 			if em.Note != "" {
@@ -199,6 +223,26 @@ func runRounds(ctx context.Context, rounds int, ms []*metric, w io.Writer) error
 		}
 	}
 	return nil
+}
+
+// ratioTo says how x compares with the last of a baseline's rates, the
+// one of the same round.
+func ratioTo(x float64, baseline []float64) string {
+	if len(baseline) == 0 || baseline[len(baseline)-1] <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f× baseline", x/baseline[len(baseline)-1])
+}
+
+// joinNotes joins the non-empty notes with "; ".
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func wrap(err error, side string, m *metric) error {

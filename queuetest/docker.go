@@ -10,8 +10,10 @@ import (
 )
 
 // startDocker runs PostgreSQL in a container if a Docker engine answers
-// within a few seconds. The container removes itself after an hour at most.
-func startDocker(ctx context.Context) (*Server, error) {
+// within a few seconds: with fsync, synchronous_commit and full_page_writes
+// off, or, when durable, on (the image's defaults). The container removes
+// itself after an hour at most.
+func startDocker(ctx context.Context, durable bool) (*Server, error) {
 	pool, err := dockertest.NewPool("")
 	if err != nil {
 		return nil, err
@@ -22,11 +24,15 @@ func startDocker(ctx context.Context) (*Server, error) {
 		return nil, fmt.Errorf("no engine answers: %w", err)
 	}
 	pool.MaxWait = 90 * time.Second
+	cmd := []string{"postgres", "-c", "max_connections=300"}
+	if !durable {
+		cmd = append(cmd, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
 	res, err := pool.RunWithOptions(&dockertest.RunOptions{
 		Repository: "postgres",
 		Tag:        "15-alpine",
 		Env:        []string{"POSTGRES_PASSWORD=esync", "POSTGRES_USER=postgres"},
-		Cmd:        []string{"postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"},
+		Cmd:        cmd,
 	}, func(hc *docker.HostConfig) {
 		hc.AutoRemove = true
 		hc.RestartPolicy = docker.RestartPolicy{Name: "no"}

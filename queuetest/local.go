@@ -27,8 +27,8 @@ import (
 const supervisor = `
 start_pg() {
 	"$PGBIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -p "$PGPORT" \
-		-c listen_addresses="$PGLISTEN" -c fsync=off -c synchronous_commit=$PGSYNC \
-		-c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB \
+		-c listen_addresses="$PGLISTEN" -c fsync=$PGFSYNC -c synchronous_commit=$PGSYNC \
+		-c full_page_writes=$PGFSYNC -c max_connections=300 -c shared_buffers=256MB \
 		-c max_locks_per_transaction=256 $PGEXTRA >>"$PGDIR/postgres.log" 2>&1 &
 	pg=$!
 }
@@ -66,8 +66,12 @@ rm -rf "$PGDIR"
 // localOptions shapes a cluster made from the local binaries.
 type localOptions struct {
 	// durable turns synchronous_commit on: commits survive a crash of the
-	// server (not of the machine); fsync stays off either way.
+	// server (not of the machine); fsync stays off unless fsync is set.
 	durable bool
+	// fsync turns fsync and full_page_writes on (with durable:
+	// PostgreSQL's defaults): commits survive a crash of the machine too,
+	// and cost what they cost in production.
+	fsync bool
 	// tcp makes the server listen on 127.0.0.1 at a free port besides its
 	// unix socket (which then carries that port number too).
 	tcp bool
@@ -116,11 +120,7 @@ func startLocal(ctx context.Context, opt localOptions) (*Server, error) {
 	}
 
 	sup := exec.Command("/bin/sh", "-c", supervisor)
-	syncCommit := "off"
-	if opt.durable {
-		syncCommit = "on"
-	}
-	sup.Env = append(os.Environ(), "PGBIN="+bin, "PGDIR="+dir, "PGSYNC="+syncCommit,
+	sup.Env = append(os.Environ(), "PGBIN="+bin, "PGDIR="+dir, "PGSYNC="+onOff(opt.durable), "PGFSYNC="+onOff(opt.fsync),
 		"PGPORT="+strconv.Itoa(net.port), "PGLISTEN="+net.listen, "PGEXTRA="+net.extra, "PGBOUNCER="+net.pgbouncer)
 	sup.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	sup.Dir = dir
@@ -198,6 +198,14 @@ func startLocal(ctx context.Context, opt localOptions) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// onOff is a boolean setting's value for postgres -c.
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // waitSocket waits for the server's socket; it reports the server log if

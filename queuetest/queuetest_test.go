@@ -211,3 +211,36 @@ func TestServerStopStartTerminate(t *testing.T) {
 		t.Fatal("a terminated connection still answers")
 	}
 }
+
+// TestStartDurableRunsWithPostgresDefaults: a server StartDurable starts
+// syncs its commits to disk (fsync, synchronous_commit and full_page_writes
+// on), where Start's runs with all three off.
+func TestStartDurableRunsWithPostgresDefaults(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("DATABASE_URL") != "" {
+		t.Skip("DATABASE_URL's server is used as it is")
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		start func(context.Context) (*Server, error)
+		want  string
+	}{{Start, "off off off"}, {StartDurable, "on on on"}} {
+		s, err := c.start(ctx)
+		if err != nil {
+			if os.Getenv(RequireEnv) != "" {
+				t.Fatal(err)
+			}
+			t.Skip(err)
+		}
+		var fsync, syncCommit, fullPages string
+		err = s.admin.QueryRowContext(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('full_page_writes')`).
+			Scan(&fsync, &syncCommit, &fullPages)
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fsync + " " + syncCommit + " " + fullPages; got != c.want {
+			t.Errorf("fsync, synchronous_commit, full_page_writes: %s, want %s", got, c.want)
+		}
+	}
+}

@@ -17,6 +17,10 @@
 // NewServer (one it can stop and start), NewPooledServer (behind a PgBouncer
 // in transaction mode) and NewTLSServer (TCP over TLS only, with a
 // throwaway CA for sslmode=verify-full).
+//
+// The servers the harness starts trade durability for speed (fsync and
+// full_page_writes off) unless StartDurable starts them, for measurements
+// that must pay what a commit costs in production.
 package queuetest
 
 import (
@@ -60,18 +64,30 @@ type Server struct {
 }
 
 // Start returns a server from the first source that works (see the package
-// doc). Close it when done. Tests should use NewDSN, NewDB or NewDriver,
-// which share one server per process.
-func Start(ctx context.Context) (*Server, error) {
+// doc). A server the harness starts runs with fsync, synchronous_commit and
+// full_page_writes off: fast, and a crash may lose anything. Close it when
+// done. Tests should use NewDSN, NewDB or NewDriver, which share one server
+// per process.
+func Start(ctx context.Context) (*Server, error) { return start(ctx, false) }
+
+// StartDurable is Start for measurements that must pay what a durable
+// commit costs in production: a server the harness starts (Docker or the
+// local binaries) runs with fsync, synchronous_commit and full_page_writes
+// on, PostgreSQL's defaults. DATABASE_URL's server is used as it is.
+func StartDurable(ctx context.Context) (*Server, error) { return start(ctx, true) }
+
+// start returns a server from the first source that works; durable says
+// how a server the harness starts is set up.
+func start(ctx context.Context, durable bool) (*Server, error) {
 	var s *Server
 	var errs []string
 	if env := os.Getenv("DATABASE_URL"); env != "" {
 		s = &Server{Source: "env", dsnFor: func(db string) string { return withDBName(env, db) }, stop: func() error { return nil }}
-	} else if d, err := startDocker(ctx); err == nil {
+	} else if d, err := startDocker(ctx, durable); err == nil {
 		s = d
 	} else {
 		errs = append(errs, "docker: "+err.Error())
-		l, err := startLocal(ctx, localOptions{})
+		l, err := startLocal(ctx, localOptions{durable: durable, fsync: durable})
 		if err != nil {
 			errs = append(errs, "local binaries: "+err.Error())
 			return nil, fmt.Errorf("%s (%s)", InstallHint, strings.Join(errs, "; "))
