@@ -92,6 +92,8 @@ type PostgresDriver struct {
 	oneRoundTrip atomic.Bool
 	// claimWalks: where each claim's walk of the queue starts.
 	claimWalks claimWalks
+	// wakeups announces tasks added outside a caller's transaction.
+	wakeups *wakeups
 }
 
 // OpenPostgres connects to the database at dsn (a URL or key=value string
@@ -184,11 +186,13 @@ func newPostgresDriver(db *sql.DB, opts []PostgresOption) (*PostgresDriver, erro
 		return nil, err
 	}
 	names := newSQLNames(cfg.schema, cfg.table)
+	channel := notifyChannel(cfg.schema, cfg.table)
 	return &PostgresDriver{
 		db:             db,
 		schema:         cfg.schema,
 		table:          cfg.table,
-		channel:        notifyChannel(cfg.schema, cfg.table),
+		channel:        channel,
+		wakeups:        newWakeups(db, channel),
 		controlChannel: notifyChannel(cfg.schema, cfg.table+"!control"),
 		notify:         cfg.notify,
 		listenDSN:      cfg.listenDSN,
@@ -215,6 +219,7 @@ func (d *PostgresDriver) Channel() string { return d.channel }
 
 // Close closes the database handle if the driver opened it.
 func (d *PostgresDriver) Close() error {
+	d.wakeups.close()
 	d.stmts.close()
 	if d.ownsDB {
 		return d.db.Close()
@@ -232,7 +237,9 @@ func notifyChannel(schema, table string) string {
 }
 
 // AddTasks inserts tasks in one statement and announces them on the
-// driver's channel (once per task name) unless notifications are off.
+// driver's channel (once per task name) unless notifications are off: in
+// tx, at its commit; else right after the insert commits, in a transaction
+// of its own (see wakeups).
 func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) ([]int64, error) {
 	if len(tasks) == 0 {
 		return nil, nil
@@ -252,7 +259,7 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 		}
 	}
 	channel := ""
-	if d.notify {
+	if d.notify && tx != nil {
 		channel = d.channel
 	}
 	var ids []int64
@@ -269,6 +276,9 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 	err := row.Scan(pq.Array(&ids))
 	if err != nil {
 		return nil, fmt.Errorf("queue: add tasks: %w", err)
+	}
+	if d.notify && tx == nil {
+		d.wakeups.announce(names)
 	}
 	return ids, nil
 }

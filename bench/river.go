@@ -126,7 +126,22 @@ func (b *riverBench) Drain(ctx context.Context) (measurement, error) {
 // replace-dedup (its unique jobs skip the new job instead of replacing the
 // pending one), so it drains DedupN distinct jobs.
 func (b *riverBench) DedupBurst(ctx context.Context) (measurement, error) {
-	return b.timedDrain(ctx, b.cfg.DedupN, false)
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	n := b.cfg.DedupN
+	start := time.Now()
+	if err := b.preload(ctx, n, nil); err != nil {
+		return measurement{}, err
+	}
+	inserted := time.Since(start)
+	worked, spent, err := b.work(ctx, n)
+	if err != nil {
+		return measurement{}, err
+	}
+	if err := b.checkCompleted(ctx, n, n); err != nil {
+		return measurement{}, err
+	}
+	return measurement{Rate: rate(n, inserted+worked), Note: spent}, nil
 }
 
 // DrainAfterIdle drains DrainN jobs, runs VACUUM ANALYZE on the drained

@@ -67,7 +67,7 @@ func metrics(cfg config, fresh freshDatabases) []*metric {
 		esync:     e((*esyncBench).DrainAfterIdle),
 		river:     r((*riverBench).DrainAfterIdle),
 	}, {
-		Name:      fmt.Sprintf("dedup burst, %d on %d keys (tasks retired/s)", cfg.DedupN, cfg.DedupKeys),
+		Name:      fmt.Sprintf("dedup burst, %d on %d keys, adding timed (tasks retired/s)", cfg.DedupN, cfg.DedupKeys),
 		EsyncDoes: "same workers; newest per key runs",
 		RiverDoes: fmt.Sprintf("no replace-dedup: %d distinct jobs, client as above", cfg.DedupN),
 		esync:     e((*esyncBench).DedupBurst),
