@@ -92,8 +92,10 @@ type PostgresDriver struct {
 	oneRoundTrip atomic.Bool
 	// claimWalks: where each claim's walk of the queue starts.
 	claimWalks claimWalks
-	// wakeups announces tasks added outside a caller's transaction.
-	wakeups *wakeups
+	// wakeups announces tasks added outside a caller's transaction while
+	// other adds are under way; addsInFlight counts those adds.
+	wakeups      *wakeups
+	addsInFlight atomic.Int64
 }
 
 // OpenPostgres connects to the database at dsn (a URL or key=value string
@@ -237,9 +239,10 @@ func notifyChannel(schema, table string) string {
 }
 
 // AddTasks inserts tasks in one statement and announces them on the
-// driver's channel (once per task name) unless notifications are off: in
-// tx, at its commit; else right after the insert commits, in a transaction
-// of its own (see wakeups).
+// driver's channel (once per task name) unless notifications are off: at
+// the commit of tx or of the insert; but when other adds of this driver are
+// under way, right after the insert commits, in a transaction of its own
+// (see wakeups).
 func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) ([]int64, error) {
 	if len(tasks) == 0 {
 		return nil, nil
@@ -258,8 +261,14 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 			maxAttempts[i] = DefaultMaxAttempts
 		}
 	}
+	// Alone, an add announces its tasks at its commit, as one in a
+	// caller's transaction does; beside other adds of this driver, after
+	// its commit (see wakeups).
+	alone := d.addsInFlight.Add(1) == 1
+	defer d.addsInFlight.Add(-1)
+	announceAfter := d.notify && tx == nil && !alone
 	channel := ""
-	if d.notify && tx != nil {
+	if d.notify && !announceAfter {
 		channel = d.channel
 	}
 	var ids []int64
@@ -277,7 +286,7 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 	if err != nil {
 		return nil, fmt.Errorf("queue: add tasks: %w", err)
 	}
-	if d.notify && tx == nil {
+	if announceAfter {
 		d.wakeups.announce(names)
 	}
 	return ids, nil

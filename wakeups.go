@@ -9,8 +9,9 @@ import (
 	"github.com/lib/pq"
 )
 
-// wakeups announces tasks added outside a caller's transaction, after their
-// insert committed, in a transaction of its own.
+// wakeups announces tasks added outside a caller's transaction while other
+// adds of the driver are under way, after their insert committed, in a
+// transaction of its own.
 //
 // A transaction that sends a NOTIFY holds a lock, shared by every database
 // of the server, from its commit until the commit is on disk: producers
@@ -19,7 +20,9 @@ import (
 // cluster, under a thousand adds a second here). A NOTIFY sent on its own,
 // with synchronous_commit off for its transaction, writes nothing worth
 // waiting for. Names waiting while an announcement is under way go out
-// together in the next one: one statement in flight per driver.
+// together in the next one: one statement in flight per driver. An add on
+// its own still notifies in its own transaction, which saves the
+// announcement's round trip.
 //
 // A failed announcement is dropped: idle streams also poll.
 type wakeups struct {

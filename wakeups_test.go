@@ -1,15 +1,16 @@
 package queue_test
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/lib/pq"
 )
 
-// Tasks added on their own are announced after their insert commits, tasks
-// added in a caller's transaction at its commit; each announcement names
-// the task name.
+// Tasks are announced, by task name, when added on their own, in a caller's
+// transaction (at its commit) and beside other adds (after their commit).
 func TestAddAnnouncesTasks(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -43,4 +44,21 @@ func TestAddAnnouncesTasks(t *testing.T) {
 	requireNoError(t, b.tm.AddTaskTx(b.ctx, tx, "in.tx", "k2", nil))
 	requireNoError(t, tx.Commit())
 	expect("in.tx")
+
+	// Adds side by side: those beside another one announce after their
+	// commit.
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			_, err := b.tm.Add(b.ctx, "side.by.side", fmt.Sprint("s", i), nil)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		requireNoError(t, err)
+	}
+	expect("side.by.side")
 }

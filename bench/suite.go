@@ -158,6 +158,8 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 		return runRetention(ctx, srv, cfg, w)
 	case "mixed":
 		return runMixed(ctx, srv, cfg, w)
+	case "latency":
+		return runLatency(ctx, srv, cfg, w)
 	case "dashboard":
 		return runDashboard(ctx, srv, cfg, w)
 	case "xmin":
