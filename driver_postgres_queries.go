@@ -106,6 +106,7 @@ SET state = `+finishState+`,
 	lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) AS f(id, token, state, message, delay)
 WHERE t.id = f.id AND t.lease_token = f.token AND t.state = 'IN PROGRESS'
+	AND t.id = ANY (ARRAY(`+lockInIDOrder+`))
 RETURNING t.id)
 SELECT l.id FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
 WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
@@ -119,6 +120,7 @@ UPDATE {{.Table}} t
 SET lease_expires_at = now() + make_interval(secs => $3)
 FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
 WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
+	AND t.id = ANY (ARRAY(`+lockInIDOrder+`))
 RETURNING t.id)
 SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`),
 
@@ -361,3 +363,10 @@ func appendAttemptError(state, message string) string {
 		'attempt', t.attempts, 'at', now(), 'state', %s, 'message', %s)), '$[last - %d to last]')`,
 		state, message, maxAttemptErrors-1)
 }
+
+// lockInIDOrder locks the rows of the ids in $1 in id order, before the
+// statement it is part of updates them. Finishes and lease extensions of
+// one process touch the same tasks (a finished task's lease is kept until
+// its result is written): rows locked in the order of each statement's own
+// list would deadlock.
+const lockInIDOrder = `SELECT o.id FROM {{.Table}} o WHERE o.id = ANY ($1::bigint[]) ORDER BY o.id FOR UPDATE`
