@@ -114,15 +114,22 @@ WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
 		SELECT 1 FROM {{.Table}} t
 		WHERE t.id = l.id AND t.lease_token = l.token AND t.state <> 'IN PROGRESS')`),
 
+		// Leases not extended: a row another transaction holds (a Finish
+		// writing its result) is skipped, not waited for, and counts as
+		// held while it is still in progress under its token.
 		extend: n.render("extend", `
 WITH written AS (
 UPDATE {{.Table}} t
 SET lease_expires_at = now() + make_interval(secs => $3)
 FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
 WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
-	AND t.id = ANY (ARRAY(`+lockInIDOrder+`))
+	AND t.id = ANY (ARRAY(`+lockInIDOrder+` SKIP LOCKED))
 RETURNING t.id)
-SELECT id FROM unnest($1::bigint[]) AS l(id) EXCEPT ALL SELECT id FROM written`),
+SELECT l.id FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
+WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
+	AND NOT EXISTS (
+		SELECT 1 FROM {{.Table}} t
+		WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS')`),
 
 		// Expired leases, locked for the rescue's update in the same
 		// transaction. None while the server has been up for less than
@@ -368,5 +375,6 @@ func appendAttemptError(state, message string) string {
 // statement it is part of updates them. Finishes and lease extensions of
 // one process touch the same tasks (a finished task's lease is kept until
 // its result is written): rows locked in the order of each statement's own
-// list would deadlock.
+// list would deadlock. Extensions skip rows a Finish holds, so a Finish
+// never waits for an extension that waits in turn.
 const lockInIDOrder = `SELECT o.id FROM {{.Table}} o WHERE o.id = ANY ($1::bigint[]) ORDER BY o.id FOR UPDATE`
