@@ -342,30 +342,94 @@ func (r *CDCRunnerAction) hashing(ctx context.Context) (hash, version string, er
 // cleared so the next run emits the object again.
 func (r *CDCRunnerAction) Wrap(action TaskAction) TaskAction {
 	return TaskActionFunc(func(task Task) (TaskResult, TaskMessage) {
-		var data struct {
-			ObjectID string    `json:"object_id"`
-			Action   CDCAction `json:"action"`
-			Hash     string    `json:"hash"`
-		}
-		if err := task.Decode(&data); err != nil || data.ObjectID == "" || data.Hash == "" {
-			return TaskResultPermanentFailure, TaskMessage(fmt.Sprintf("not a CDC task of controller %s: data lacks object_id or hash", r.name))
+		obj, err := r.decodeTask(task)
+		if err != nil {
+			return TaskResultPermanentFailure, TaskMessage(err.Error())
 		}
 		res, msg := action.Do(task)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		switch {
-		case res == TaskResultSuccess:
-			obj := CDCObjectAction{ObjectID: data.ObjectID, Action: data.Action, Hash: data.Hash}
-			if err := r.driver.cdcMarkSynced(ctx, r.controller, []CDCObjectAction{obj}); err != nil {
-				return TaskResultRetryFailure, TaskMessage(fmt.Sprintf("%s; recording the sync failed: %v", msg, err))
+		o := r.record([]Task{task}, []CDCObjectAction{obj}, []outcome{{res, msg}})
+		return o[0].result, o[0].message
+	})
+}
+
+// WrapBatch is Wrap for a batch action: the objects of the tasks that
+// succeeded in a call are recorded as synced in one statement. A task that
+// is not one of the controller's fails for good and is not given to the
+// action.
+func (r *CDCRunnerAction) WrapBatch(action BatchAction) BatchAction {
+	return BatchActionFunc(func(ctx context.Context, tasks []Task) []BatchResult {
+		results := make([]BatchResult, len(tasks))
+		valid := make([]Task, 0, len(tasks))
+		objs := make([]CDCObjectAction, 0, len(tasks))
+		at := make([]int, 0, len(tasks)) // index in tasks of each valid task
+		for i, task := range tasks {
+			obj, err := r.decodeTask(task)
+			if err != nil {
+				results[i] = BatchResult{TaskResultPermanentFailure, TaskMessage(err.Error())}
+				continue
 			}
-		case res == TaskResultPermanentFailure || (res == TaskResultRetryFailure && task.MaxAttempts > 0 && task.Attempt >= task.MaxAttempts):
-			if err := r.driver.cdcClearPending(ctx, r.controller, data.ObjectID, data.Hash); err != nil {
-				return res, TaskMessage(fmt.Sprintf("%s; clearing the pending change failed: %v", msg, err))
+			valid, objs, at = append(valid, task), append(objs, obj), append(at, i)
+		}
+		if len(valid) == 0 {
+			return results
+		}
+		got := action.DoBatch(ctx, valid)
+		outcomes := make([]outcome, len(valid))
+		for j := range valid {
+			if j < len(got) {
+				outcomes[j] = outcome{got[j].Result, got[j].Message}
+			} // else the manager makes the missing result a retry
+		}
+		for j, o := range r.record(valid, objs, outcomes) {
+			results[at[j]] = BatchResult{o.result, o.message}
+		}
+		return results
+	})
+}
+
+// decodeTask reads the object a CDC task is about.
+func (r *CDCRunnerAction) decodeTask(task Task) (CDCObjectAction, error) {
+	var data struct {
+		ObjectID string    `json:"object_id"`
+		Action   CDCAction `json:"action"`
+		Hash     string    `json:"hash"`
+	}
+	if err := task.Decode(&data); err != nil || data.ObjectID == "" || data.Hash == "" {
+		return CDCObjectAction{}, fmt.Errorf("not a CDC task of controller %s: data lacks object_id or hash", r.name)
+	}
+	return CDCObjectAction{ObjectID: data.ObjectID, Action: data.Action, Hash: data.Hash}, nil
+}
+
+// record does the bookkeeping of the runs of tasks, about objs, that ended
+// with outcomes: the successes are recorded as synced, in one statement (a
+// success whose record fails becomes a retry), and the pending emission of
+// each object that failed for good is cleared.
+func (r *CDCRunnerAction) record(tasks []Task, objs []CDCObjectAction, outcomes []outcome) []outcome {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var synced []CDCObjectAction
+	for i, o := range outcomes {
+		if o.result == TaskResultSuccess {
+			synced = append(synced, objs[i])
+		}
+	}
+	if len(synced) > 0 {
+		if err := r.driver.cdcMarkSynced(ctx, r.controller, synced); err != nil {
+			for i, o := range outcomes {
+				if o.result == TaskResultSuccess {
+					outcomes[i] = outcome{TaskResultRetryFailure, TaskMessage(fmt.Sprintf("%s; recording the sync failed: %v", o.message, err))}
+				}
 			}
 		}
-		return res, msg
-	})
+	}
+	for i, o := range outcomes {
+		if t := tasks[i]; o.result == TaskResultPermanentFailure || (o.result == TaskResultRetryFailure && t.MaxAttempts > 0 && t.Attempt >= t.MaxAttempts) {
+			if err := r.driver.cdcClearPending(ctx, r.controller, objs[i].ObjectID, objs[i].Hash); err != nil {
+				outcomes[i].message = TaskMessage(fmt.Sprintf("%s; clearing the pending change failed: %v", o.message, err))
+			}
+		}
+	}
+	return outcomes
 }
 
 // orDefault returns v, or def when v is zero.

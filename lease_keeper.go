@@ -109,7 +109,7 @@ func (k *leaseKeeper) cancelExpiring() {
 	}
 	k.mu.Unlock()
 	for _, r := range expiring {
-		if r.ctx.end(errLeaseNotExtended) == errLeaseNotExtended {
+		if r.end(errLeaseNotExtended) == errLeaseNotExtended {
 			r.m.report(r.taskError(fmt.Errorf("%w; its action is cancelled", errLeaseNotExtended)))
 		}
 	}
@@ -213,6 +213,6 @@ func (k *leaseKeeper) cancelRequested(id int64) {
 	r := k.held[id]
 	k.mu.Unlock()
 	if r != nil && !r.returned.Load() {
-		r.ctx.end(ErrCancelRequested)
+		r.end(ErrCancelRequested)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,11 @@ import (
 // 10,000 tasks on 50 keys, kills one worker with SIGKILL while it runs
 // tasks, and then checks the invariants from what the actions recorded:
 // every run of a task wrote an event row with its process, task, key, and
-// start and end times from the database clock.
+// start and end times from the database clock. TestMultiProcessBatch does
+// the same with a batch action.
 const (
 	mpWorkerEnv = "ESYNC_MP_WORKER" // set in worker processes: the DSN
+	mpBatchEnv  = "ESYNC_MP_BATCH"  // set in worker processes: run the tasks in batches of this many
 	mpName      = "mp-sync"
 	mpStream    = "mp"
 	mpSchedule  = "mp-schedule"
@@ -79,22 +82,26 @@ func TestMultiProcessWorker(t *testing.T) {
 	if err := sm.ConfigureStream(mpStream, queue.WithConcurrency(4)); err != nil {
 		t.Fatal(err)
 	}
-	err = sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var ev int64
-		err := db.QueryRowContext(ctx, `
+	if size, _ := strconv.Atoi(os.Getenv(mpBatchEnv)); size > 0 {
+		err = sm.RegisterBatchHandler(mpBatchAction(db, pid), mpName, size, queue.InStream(mpStream))
+	} else {
+		err = sm.RegisterTaskHandler(queue.TaskActionFunc(func(task queue.Task) (queue.TaskResult, queue.TaskMessage) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var ev int64
+			err := db.QueryRowContext(ctx, `
 INSERT INTO mp_events (pid, kind, task_id, task_key, started)
 VALUES ($1, 'task', $2, $3, clock_timestamp()) RETURNING id`, pid, task.ID, task.Key).Scan(&ev)
-		if err != nil {
-			return queue.TaskResultRetryFailure, queue.TaskMessage(err.Error())
-		}
-		time.Sleep(time.Duration(2+rand.IntN(5)) * time.Millisecond)
-		if _, err := db.ExecContext(ctx, `UPDATE mp_events SET ended = clock_timestamp() WHERE id = $1`, ev); err != nil {
-			return queue.TaskResultRetryFailure, queue.TaskMessage(err.Error())
-		}
-		return queue.TaskResultSuccess, ""
-	}), mpName, queue.InStream(mpStream))
+			if err != nil {
+				return queue.TaskResultRetryFailure, queue.TaskMessage(err.Error())
+			}
+			time.Sleep(time.Duration(2+rand.IntN(5)) * time.Millisecond)
+			if _, err := db.ExecContext(ctx, `UPDATE mp_events SET ended = clock_timestamp() WHERE id = $1`, ev); err != nil {
+				return queue.TaskResultRetryFailure, queue.TaskMessage(err.Error())
+			}
+			return queue.TaskResultSuccess, ""
+		}), mpName, queue.InStream(mpStream))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +148,71 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func startMPWorker(t *testing.T, dsn string) *mpWorker {
+// mpBatchAction records one event per task of a call, as the task action
+// does for its one task: every task of the batch starts and ends with the
+// call.
+func mpBatchAction(db *sql.DB, pid int) queue.BatchAction {
+	return queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
+		results := make([]queue.BatchResult, len(tasks))
+		fail := func(err error) []queue.BatchResult {
+			for i := range results {
+				results[i] = queue.BatchResult{Result: queue.TaskResultRetryFailure, Message: queue.TaskMessage(err.Error())}
+			}
+			return results
+		}
+		ids, keys := make([]int64, len(tasks)), make([]string, len(tasks))
+		for i, task := range tasks {
+			ids[i], keys[i] = task.ID, task.Key
+		}
+		dbCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var evs []int64
+		rows, err := db.QueryContext(dbCtx, `
+INSERT INTO mp_events (pid, kind, task_id, task_key, started)
+SELECT $1, 'task', id, key, clock_timestamp() FROM unnest($2::bigint[], $3::text[]) AS t (id, key) RETURNING id`,
+			pid, pq.Array(ids), pq.Array(keys))
+		if err != nil {
+			return fail(err)
+		}
+		for rows.Next() {
+			var ev int64
+			if err := rows.Scan(&ev); err != nil {
+				rows.Close()
+				return fail(err)
+			}
+			evs = append(evs, ev)
+		}
+		if err := rows.Err(); err != nil {
+			return fail(err)
+		}
+		time.Sleep(time.Duration(2+rand.IntN(5)) * time.Millisecond)
+		if _, err := db.ExecContext(dbCtx, `UPDATE mp_events SET ended = clock_timestamp() WHERE id = ANY($1)`, pq.Array(evs)); err != nil {
+			return fail(err)
+		}
+		for i := range results {
+			results[i] = queue.BatchResult{Result: queue.TaskResultSuccess}
+		}
+		return results
+	})
+}
+
+func startMPWorker(t *testing.T, dsn string, batch int) *mpWorker {
 	t.Helper()
-	return startWorkerProcess(t, "TestMultiProcessWorker", mpWorkerEnv+"="+dsn)
+	return startWorkerProcess(t, "TestMultiProcessWorker", mpWorkerEnv+"="+dsn, fmt.Sprintf("%s=%d", mpBatchEnv, batch))
 }
 
 func TestMultiProcess(t *testing.T) {
+	testMultiProcess(t, 0)
+}
+
+// TestMultiProcessBatch is TestMultiProcess with a batch action taking up
+// to 8 tasks a call: each task of a batch keeps its own lease, key and
+// result, and the invariants hold as for single runs.
+func TestMultiProcessBatch(t *testing.T) {
+	testMultiProcess(t, 8)
+}
+
+func testMultiProcess(t *testing.T, batch int) {
 	if testing.Short() {
 		t.Skip("starts three processes and runs 10,000 tasks")
 	}
@@ -157,7 +223,7 @@ func TestMultiProcess(t *testing.T) {
 	began := time.Now()
 	workers := make([]*mpWorker, mpWorkers)
 	for i := range workers {
-		workers[i] = startMPWorker(t, e.dsn)
+		workers[i] = startMPWorker(t, e.dsn, batch)
 	}
 	defer func() {
 		if t.Failed() {

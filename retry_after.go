@@ -12,6 +12,13 @@ type runNotes struct {
 	retryAfter time.Duration
 }
 
+// wait is the delay a RetryAfter asked for, 0 if none.
+func (n *runNotes) wait() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.retryAfter
+}
+
 type runNotesKey struct{}
 
 // notesContext is a context that RetryAfter can write to: a run's context

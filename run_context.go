@@ -50,6 +50,13 @@ func (c *runContext) end(cause error) error {
 	return c.ended
 }
 
+// cause returns why the run ended, nil while it has not.
+func (c *runContext) cause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
+
 func (c *runContext) cancelLocked(cause error) {
 	if errors.Is(cause, errTaskTimeout) {
 		// The deadline has passed; its own timer ends the context with

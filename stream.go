@@ -25,6 +25,9 @@ type stream struct {
 	rateLimit        int
 	ratePer          time.Duration
 	holdOnRetryAfter bool // a run asking for a Retry-After holds the stream cluster-wide
+	// batchMax is 0 in a stream of task actions; in one of batch actions
+	// it is their largest batch, and a slot runs a batch (batch_run.go).
+	batchMax int
 
 	slots      chan struct{} // a send takes a slot, a receive frees one
 	wake       chan struct{} // nudges an idle loop
@@ -81,10 +84,11 @@ const maxClaimers = 2
 const claimTimeout = 10 * time.Second
 
 // claimLoops is how many claim loops the stream runs: two when it can run
-// two full batches at once, else one. An exclusive stream, or one without
-// task names, runs one.
+// two full batches at once, else one. An exclusive stream, one without
+// task names or one of batch actions (whose loop may wait to fill its
+// batches) runs one.
 func (s *stream) claimLoops(batch int) int {
-	if s.exclusive || len(s.names) == 0 {
+	if s.exclusive || len(s.names) == 0 || s.batchMax > 0 {
 		return 1
 	}
 	return min(max(s.concurrency/batch, 1), maxClaimers)
@@ -192,31 +196,24 @@ func (s *stream) claimLoop(ctx context.Context) {
 			}
 		}
 		gen := m.finishGen.Load()
-		granted := m.takeBudget(n)
-		var tasks []ClaimedTask
-		var err error
-		sent := time.Now()
-		if granted > 0 {
-			callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
-			// An exclusive stream's claim is fenced by its lease.
-			tasks, err = m.driver.Claim(callCtx, ClaimParams{Stream: s.name, Names: s.names, Limit: granted, Lease: m.cfg.lease,
-				Exclusive: s.lock.Load()})
-			cancel()
-			m.returnBudget(granted - len(tasks))
+		limit := n
+		if s.batchMax > 0 {
+			limit = min(n*s.batchMax, max(m.cfg.batchSize, s.batchMax))
 		}
+		tasks, sent, err := s.claim(ctx, limit)
 		var windowEnds time.Time
-		if s.rateLimit > 0 && len(tasks) > 0 {
-			tasks, windowEnds = s.permit(ctx, tasks)
-		}
-		for i := len(tasks); i < n; i++ {
-			s.freeSlot()
-		}
-		for i := range tasks {
-			r := m.newRun(s, &tasks[i])
-			m.leases.hold(r, sent)
-			s.running.Add(1)
-			m.actions.Add(1)
-			m.startRun(r)
+		if s.batchMax > 0 {
+			windowEnds = s.startBatches(ctx, tasks, sent, n, limit)
+		} else {
+			if s.rateLimit > 0 && len(tasks) > 0 {
+				tasks, windowEnds = s.permit(ctx, tasks)
+			}
+			for i := len(tasks); i < n; i++ {
+				s.freeSlot()
+			}
+			for i := range tasks {
+				m.startRun(s.holdRun(&tasks[i], sent))
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -248,6 +245,34 @@ func (s *stream) claimLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// claim claims up to limit due tasks of the stream (fewer when the
+// manager's budget says so), returning when the claim was sent.
+func (s *stream) claim(ctx context.Context, limit int) ([]ClaimedTask, time.Time, error) {
+	m := s.m
+	granted := m.takeBudget(limit)
+	sent := time.Now()
+	if granted == 0 {
+		return nil, sent, nil
+	}
+	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	// An exclusive stream's claim is fenced by its lease.
+	tasks, err := m.driver.Claim(callCtx, ClaimParams{Stream: s.name, Names: s.names, Limit: granted, Lease: m.cfg.lease,
+		Exclusive: s.lock.Load()})
+	m.returnBudget(granted - len(tasks))
+	return tasks, sent, err
+}
+
+// holdRun makes the run of a task claimed at sent and holds its lease: the
+// run's claimed step.
+func (s *stream) holdRun(ct *ClaimedTask, sent time.Time) *taskRun {
+	r := s.m.newRun(s, ct)
+	s.m.leases.hold(r, sent)
+	s.running.Add(1)
+	s.m.actions.Add(1)
+	return r
 }
 
 // takeBudget grants up to n claims from the manager's budget (RunOnce sets

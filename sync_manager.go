@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,12 +101,18 @@ func (m *SyncManager) RegisterTaskHandler(action TaskAction, name string, opts .
 	if action == nil {
 		return fmt.Errorf("queue: register %q: nil action", name)
 	}
-	if err := checkText("name", name, MaxNameLength, true); err != nil {
-		return fmt.Errorf("queue: register: %w", err)
-	}
 	h := &taskHandler{name: name, action: action, timeout: DefaultTaskTimeout, retry: DefaultRetryPolicy}
 	if s, ok := action.(streamer); ok {
 		h.stream = s.Stream()
+	}
+	return m.register(h, opts)
+}
+
+// register checks h with opts applied and adds it.
+func (m *SyncManager) register(h *taskHandler, opts []TaskOption) error {
+	name := h.name
+	if err := checkText("name", name, MaxNameLength, true); err != nil {
+		return fmt.Errorf("queue: register: %w", err)
 	}
 	for _, opt := range opts {
 		opt(h)
@@ -127,6 +134,15 @@ func (m *SyncManager) RegisterTaskHandler(action TaskAction, name string, opts .
 	if h.maxAttempts < 0 {
 		return fmt.Errorf("queue: register %q: max attempts must not be negative, got %d", name, h.maxAttempts)
 	}
+	if h.batch == nil && h.batchWait != 0 {
+		return fmt.Errorf("queue: register %q: WithBatchWait is for batch handlers (RegisterBatchHandler)", name)
+	}
+	if h.batch != nil && len(h.middleware) > 0 {
+		return fmt.Errorf("queue: register %q: WithTaskMiddleware wraps single-task actions, not batch actions", name)
+	}
+	if h.batchWait < 0 || h.batchWait > maxBatchWait {
+		return fmt.Errorf("queue: register %q: batch wait must be between 0 and %s, got %s", name, maxBatchWait, h.batchWait)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.state != stateNew {
@@ -134,6 +150,12 @@ func (m *SyncManager) RegisterTaskHandler(action TaskAction, name string, opts .
 	}
 	if _, dup := m.handlers[name]; dup {
 		return fmt.Errorf("queue: register %q: a handler is already registered", name)
+	}
+	for _, other := range m.handlers {
+		if other.stream == h.stream && (other.batch == nil) != (h.batch == nil) {
+			return fmt.Errorf("queue: register %q: stream %q holds %s, and a stream holds either batch actions or task actions; give one of them a stream of its own (InStream)",
+				name, h.stream, other.kind()+" "+strconv.Quote(other.name))
+		}
 	}
 	m.handlers[name] = h
 	m.streamLocked(h.stream)
@@ -212,9 +234,13 @@ func (m *SyncManager) Start(ctx context.Context) error {
 // claiming first and writes results last.
 func (m *SyncManager) startServices(ctx context.Context) error {
 	for name, h := range m.handlers {
-		h.action = Chain(h.action, append(append([]Middleware{}, m.middleware...), h.middleware...)...)
 		s := m.streams[h.stream]
 		s.names = append(s.names, name)
+		if h.batch != nil {
+			s.batchMax = max(s.batchMax, h.batchMax)
+			continue
+		}
+		h.action = Chain(h.action, append(append([]Middleware{}, m.middleware...), h.middleware...)...)
 	}
 	for _, s := range m.streams {
 		sort.Strings(s.names)

@@ -15,6 +15,18 @@ type taskHandler struct {
 	retry       RetryPolicy
 	maxAttempts int // 0: only the task's own limit applies
 	middleware  []Middleware
+
+	batch     BatchAction // instead of action, for a batch handler
+	batchMax  int         // tasks per call
+	batchWait time.Duration
+}
+
+// kind names what h runs, for errors.
+func (h *taskHandler) kind() string {
+	if h.batch != nil {
+		return "batch action"
+	}
+	return "task action"
 }
 
 // TaskOption configures the handling of one task name.

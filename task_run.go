@@ -32,6 +32,7 @@ type taskRun struct {
 	deadline time.Time // its timeout, from started
 	ctx      runContext
 	notes    runNotes
+	batch    atomic.Pointer[batchRun] // the call the run is part of, for a batch action
 
 	returned atomic.Bool // the action has returned
 	lost     atomic.Bool // the queue has given the task to another holder
@@ -62,10 +63,26 @@ type outcome struct {
 }
 
 // finish is the run's finished step: the action returned at returned with
-// o. The result is the action's own whatever ended its context; a run that
-// returned after its timeout says so in its message, and a retry caused by
-// a hard stop releases the task unrun.
+// o. The run's result is written (or, with the lease lost, discarded) and
+// its slot freed.
 func (r *taskRun) finish(o outcome, returned time.Time) {
+	c := r.settle(o, returned)
+	if r.s.holdOnRetryAfter && c.State == TaskRetry {
+		if wait := r.notes.wait(); wait > 0 {
+			r.s.hold(returned.Add(wait))
+		}
+	}
+	r.s.running.Add(-1)
+	r.s.freeSlot()
+	r.hand(c)
+}
+
+// settle turns the outcome of the run's action, which returned at
+// returned, into the task's completion, and logs it. The result is the
+// action's own whatever ended its context; a run that returned after its
+// timeout says so in its message, and a retry caused by a hard stop
+// releases the task unrun.
+func (r *taskRun) settle(o outcome, returned time.Time) Completion {
 	r.returned.Store(true)
 	cause := r.ctx.end(errRunFinished)
 	c := r.m.completionFor(r.h, r.ct, o, &r.notes)
@@ -78,17 +95,13 @@ func (r *taskRun) finish(o outcome, returned time.Time) {
 	case errors.Is(cause, errShutdown) && c.State == TaskRetry:
 		c = Completion{Lease: r.ct.Lease, State: TaskReady, Message: "released at shutdown before the action finished: " + c.Message}
 	}
-	if r.s.holdOnRetryAfter && c.State == TaskRetry {
-		r.notes.mu.Lock()
-		wait := r.notes.retryAfter
-		r.notes.mu.Unlock()
-		if wait > 0 {
-			r.s.hold(returned.Add(wait))
-		}
-	}
 	r.logFinished(c, returned.Sub(r.started))
-	r.s.running.Add(-1)
-	r.s.freeSlot()
+	return c
+}
+
+// hand gives the run's completion to the result writer, or discards it
+// when the queue has given the task to another holder.
+func (r *taskRun) hand(c Completion) {
 	if r.lost.Load() {
 		r.m.report(r.taskError(fmt.Errorf("result %s discarded: %w", c.State, ErrLeaseLost)))
 		r.m.leases.drop(r)
@@ -98,6 +111,18 @@ func (r *taskRun) finish(o outcome, returned time.Time) {
 	r.m.actions.Done()
 }
 
+// end ends the run's context with cause (the first cause given wins) and
+// returns the cause in force. In a batch, every cause but an operator's
+// cancellation of this one task ends the whole call: its tasks share the
+// call, and none of its keys may run elsewhere while it goes on.
+func (r *taskRun) end(cause error) error {
+	in := r.ctx.end(cause)
+	if b := r.batch.Load(); b != nil && !errors.Is(cause, ErrCancelRequested) {
+		b.end(cause)
+	}
+	return in
+}
+
 // errRunFinished ends a run's context once its action has returned.
 var errRunFinished = errors.New("queue: run finished")
 
@@ -105,7 +130,7 @@ var errRunFinished = errors.New("queue: run finished")
 // has another holder: the action is cancelled and its result discarded.
 func (r *taskRun) loseLease() {
 	r.lost.Store(true)
-	r.ctx.end(ErrLeaseLost)
+	r.end(ErrLeaseLost)
 	if !r.returned.Load() {
 		r.m.report(r.taskError(fmt.Errorf("%w; its action here is cancelled and another worker may run it", ErrLeaseLost)))
 	}

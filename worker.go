@@ -38,6 +38,10 @@ func (m *SyncManager) work(r *taskRun) {
 // cancelled; if it goes on long after, that is reported. Either way the run
 // holds its slot, key and lease until the action returns.
 func (r *taskRun) execute() {
+	if b := r.batch.Load(); b != nil {
+		b.execute()
+		return
+	}
 	r.started = time.Now()
 	r.deadline = r.started.Add(r.h.timeout)
 	timer := time.AfterFunc(r.h.timeout, r.timedOut)
@@ -105,7 +109,7 @@ func (a runningActions) stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	for _, r := range a.m.leases.running() {
-		r.ctx.end(errShutdown)
+		r.end(errShutdown)
 	}
 	select {
 	case <-done:
