@@ -79,57 +79,9 @@ func renderQueries(n sqlNames) postgresQueries {
 	ELSE $2 END,
 	make_interval(secs => $3), to_timestamp($5::float8))`),
 
-		// A RETRY of a task that has used its attempts becomes FAILED. READY
-		// releases a task that never ran to an end (shutdown): the attempt
-		// does not count. The row keeps the lease token it was finished
-		// under, so that a Finish sent again after its reply was lost
-		// recognises its own commit: such a completion is not lost.
-		// Every outcome but DONE (and a READY release without a message,
-		// or of a task that never ran: releasedUnrun) is added to the
-		// task's errors; DONE leaves them as they are, so a success writes
-		// no more than it did before.
-		finish: n.render("finish", `
-WITH written AS (
-UPDATE {{.Table}} t
-SET state = `+finishState+`,
-	last_attempt_message = CASE
-		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'cancelled by request: ' || f.message
-		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts
-		THEN f.message || ' (gave up after ' || t.attempts || ' attempts)' ELSE f.message END,
-	errors = CASE WHEN f.state = 'DONE' OR (f.state = 'READY' AND t.cancel_requested_at IS NULL
-			AND (f.message = '' OR starts_with(f.message, '`+releasedUnrun+`')))
-		THEN t.errors ELSE `+appendAttemptError(finishState, "f.message")+` END,
-	do_after = CASE WHEN f.state IN ('RETRY', 'READY') THEN now() + make_interval(secs => f.delay) ELSE t.do_after END,
-	attempts = CASE WHEN f.state = 'READY' AND t.cancel_requested_at IS NULL THEN greatest(t.attempts - 1, 0) ELSE t.attempts END,
-	finished_at = CASE WHEN t.cancel_requested_at IS NULL AND (f.state = 'READY' OR (f.state = 'RETRY' AND t.attempts < t.max_attempts)) THEN NULL ELSE now() END,
-	cancel_requested_at = NULL,
-	lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) AS f(id, token, state, message, delay)
-WHERE t.id = f.id AND t.lease_token = f.token AND t.state = 'IN PROGRESS'
-	AND t.id = ANY (ARRAY(`+lockInIDOrder+`))
-RETURNING t.id)
-SELECT l.id FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
-WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
-	AND NOT EXISTS (
-		SELECT 1 FROM {{.Table}} t
-		WHERE t.id = l.id AND t.lease_token = l.token AND t.state <> 'IN PROGRESS')`),
-
-		// Leases not extended: a row another transaction holds (a Finish
-		// writing its result) is skipped, not waited for, and counts as
-		// held while it is still in progress under its token.
-		extend: n.render("extend", `
-WITH written AS (
-UPDATE {{.Table}} t
-SET lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
-WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS'
-	AND t.id = ANY (ARRAY(`+lockInIDOrder+` SKIP LOCKED))
-RETURNING t.id)
-SELECT l.id FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
-WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.id = l.id)
-	AND NOT EXISTS (
-		SELECT 1 FROM {{.Table}} t
-		WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'IN PROGRESS')`),
+		// Results and lease extensions: see migrations/022_finish_functions.sql.
+		finish: n.render("finish", `SELECT * FROM {{.QObj "finish"}}($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[])`),
+		extend: n.render("extend", `SELECT * FROM {{.QObj "extend_leases"}}($1::bigint[], $2::uuid[], $3::float8)`),
 
 		// Expired leases, locked for the rescue's update in the same
 		// transaction. None while the server has been up for less than
@@ -343,14 +295,6 @@ SET row_hash = excluded.row_hash,
 	}
 }
 
-// finishState is the state the finish statement leaves a task in: a
-// cancellation requested while it ran wins over a retry or a release, and a
-// retry of a task that has used its attempts fails it.
-const finishState = `CASE
-		WHEN t.cancel_requested_at IS NOT NULL AND f.state IN ('RETRY', 'READY') THEN 'CANCELLED'
-		WHEN f.state = 'RETRY' AND t.attempts >= t.max_attempts THEN 'FAILED'
-		ELSE f.state END`
-
 // rescueState is the state the rescue leaves a task whose lease expired in.
 const rescueState = `CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'CANCELLED'
 		WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END`
@@ -359,7 +303,8 @@ const rescueState = `CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'CANCELLED
 const leaseExpired = `'lease expired: the worker stopped or could not reach the database'`
 
 // maxAttemptErrors bounds the errors a task keeps (the newest ones), so a
-// task retried forever does not grow without end.
+// task retried forever does not grow without end. The finish function
+// (migrations/022_finish_functions.sql) keeps as many.
 const maxAttemptErrors = 20
 
 // appendAttemptError is task t's errors with the outcome of its current
@@ -370,11 +315,3 @@ func appendAttemptError(state, message string) string {
 		'attempt', t.attempts, 'at', now(), 'state', %s, 'message', %s)), '$[last - %d to last]')`,
 		state, message, maxAttemptErrors-1)
 }
-
-// lockInIDOrder locks the rows of the ids in $1 in id order, before the
-// statement it is part of updates them. Finishes and lease extensions of
-// one process touch the same tasks (a finished task's lease is kept until
-// its result is written): rows locked in the order of each statement's own
-// list would deadlock. Extensions skip rows a Finish holds, so a Finish
-// never waits for an extension that waits in turn.
-const lockInIDOrder = `SELECT o.id FROM {{.Table}} o WHERE o.id = ANY ($1::bigint[]) ORDER BY o.id FOR UPDATE`

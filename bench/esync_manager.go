@@ -24,10 +24,14 @@ func (b *esyncBench) ManagerDrain(ctx context.Context) (measurement, error) {
 	return b.managerDrain(ctx, emptyShape, b.cfg.DrainN)
 }
 
-// managerDrain fills the queue with shape, adds n due tasks on keys of
-// their own and times a SyncManager (runManager) until it has run them all.
+// managerDrain fills the queue with shape, settles it (settle), adds n due
+// tasks on keys of their own and times a SyncManager (runManager) until it
+// has run them all.
 func (b *esyncBench) managerDrain(ctx context.Context, shape esyncShape, n int) (measurement, error) {
 	done, err := shape(b, ctx)
+	if err == nil {
+		err = settle(ctx, b.driver.DB().ExecContext, b.table())
+	}
 	if err != nil {
 		return measurement{}, err
 	}
