@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"sort"
 	"sync"
@@ -487,5 +488,58 @@ func TestCDCDeleteSyncedWhileRecreatePending(t *testing.T) {
 	s.drain(t, r, cdcSucceed)
 	if n := s.run(t, r); n != 0 {
 		t.Fatalf("emitted %d after the create synced, want 0", n)
+	}
+}
+
+// TestCDCTasksCarryTheRow: with IncludeRow, create and update tasks carry
+// the changed source row as JSON (its columns by name, as to_jsonb writes
+// them) and deletes carry none; without it no task carries a row.
+func TestCDCTasksCarryTheRow(t *testing.T) {
+	t.Parallel()
+	s := newCDCSetup(t)
+	s.exec(t, `INSERT INTO customer VALUES (1, 'Ada', 'ada@x', 1.5, '2026-01-02T03:04:05Z'), (2, 'Bob', NULL, NULL, NULL), (3, 'Cy', 'cy@x', 0, NULL)`)
+	r := s.taskRunner(t, "customers", customerSource)
+	s.run(t, r)
+	s.drain(t, r, cdcSucceed)
+	s.exec(t, `UPDATE customer SET name = 'Ada L' WHERE id = 1`)
+	s.exec(t, `DELETE FROM customer WHERE id = 2`)
+	s.exec(t, `INSERT INTO customer VALUES (4, 'Di', NULL, 2, NULL)`)
+	if n := s.run(t, r); n != 3 {
+		t.Fatalf("emitted %d, want 3", n)
+	}
+	tasks, err := s.tm.List(s.ctx, queue.TaskFilter{States: []queue.TaskState{queue.TaskReady}})
+	requireNoError(t, err)
+	rows := map[string]string{}
+	for _, task := range tasks {
+		var data struct {
+			Action string          `json:"action"`
+			Row    json.RawMessage `json:"row"`
+		}
+		requireNoError(t, task.Decode(&data))
+		rows[data.Action] = string(data.Row)
+	}
+	want := map[string]string{
+		"update": `{"name": "Ada L", "seen": "2026-01-02T03:04:05+00:00", "email": "ada@x", "score": 1.5, "object_id": 1}`,
+		"create": `{"name": "Di", "seen": null, "email": null, "score": 2, "object_id": 4}`,
+		"delete": "",
+	}
+	for action, w := range want {
+		if got := rows[action]; got != w {
+			t.Errorf("%s task row %s, want %s", action, got, w)
+		}
+	}
+
+	plain, err := queue.NewCDCRunner(s.d, "plain", queue.TrackColumns(customerSource),
+		queue.CDCTasks{Create: "p.create", Update: "p.update", Delete: "p.delete"})
+	requireNoError(t, err)
+	if n := s.run(t, plain); n != 3 {
+		t.Fatalf("the second controller emitted %d, want 3 creates", n)
+	}
+	created, err := s.tm.List(s.ctx, queue.TaskFilter{Name: "p.create"})
+	requireNoError(t, err)
+	for _, task := range created {
+		if _, ok := task.Data["row"]; ok {
+			t.Fatalf("a task of a controller without IncludeRow carries a row: %s", task.RawData)
+		}
 	}
 }

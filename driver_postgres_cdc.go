@@ -41,8 +41,10 @@ func (d *PostgresDriver) cdcDiffSQL(source, hash string, partitioned bool) strin
 	return d.names.render("cdcDiff", `
 WITH src AS (
 	-- OFFSET 0 keeps this a subquery, so each row's hash is computed once.
+	-- The row itself is carried as a record and turned into JSON only for
+	-- the changes: most rows of a diff have not changed.
 	SELECT (s.object_id)::text AS object_id, `+hash+` AS hash,
-		CASE WHEN $3::bool THEN to_jsonb(s) END AS row
+		CASE WHEN $3::bool THEN s END AS rec
 	FROM (`+source+`) s`+srcPart+`
 	OFFSET 0
 ), cur AS (
@@ -54,7 +56,7 @@ WITH src AS (
 	SELECT coalesce(src.object_id, cur.object_id) AS object_id,
 		CASE WHEN src.object_id IS NULL THEN 'delete' WHEN cur.hash IS NULL THEN 'create' ELSE 'update' END AS action,
 		coalesce(src.hash, `+zeroHash+`) AS target,
-		src.row,
+		CASE WHEN $3::bool AND src.object_id IS NOT NULL THEN to_jsonb(src.rec) END AS row,
 		cur.object_id IS NOT NULL AS tracked
 	FROM src FULL JOIN cur ON cur.object_id = src.object_id
 	WHERE (src.object_id IS NULL OR src.hash IS DISTINCT FROM cur.hash)
