@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,15 @@ func (l *batchLog) record(tasks []queue.Task) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls = append(l.calls, append([]queue.Task(nil), tasks...))
+}
+
+// every is n batch results, each res with msg.
+func every(n int, res queue.TaskResult, msg queue.TaskMessage) []queue.BatchResult {
+	out := make([]queue.BatchResult, n)
+	for i := range out {
+		out[i] = queue.BatchResult{Result: res, Message: msg}
+	}
+	return out
 }
 
 // sizes returns the number of tasks of each call, in call order.
@@ -121,11 +129,7 @@ func TestBatchShortAnswerRetries(t *testing.T) {
 		if calls.Add(1) == 1 {
 			return []queue.BatchResult{{Result: queue.TaskResultSuccess}} // one answer for four tasks
 		}
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultSuccess, Message: "second call"}
-		}
-		return out
+		return every(len(tasks), queue.TaskResultSuccess, "second call")
 	}), "bulk", 4, queue.WithRetryPolicy(queue.ConstantBackoff(0))))
 	smRunUntilDone(t, sm, time.Minute)
 	if task := e.task(t, ids[0]); task.State != queue.TaskDone || task.Attempt != 1 {
@@ -182,11 +186,7 @@ func TestBatchTimeoutKeepsSlot(t *testing.T) {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(tasks[0].Context().Err(), context.DeadlineExceeded) {
 			sawDeadline.Add(1)
 		}
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultSuccess, Message: "sent"}
-		}
-		return out
+		return every(len(tasks), queue.TaskResultSuccess, "sent")
 	}), "bulk", 2, queue.WithTimeout(20*time.Millisecond)))
 	smRunUntilDone(t, sm, time.Minute)
 	if most := m.most.Load(); most != 1 {
@@ -217,10 +217,7 @@ func TestBatchTimeoutKeepsKeys(t *testing.T) {
 	sm := queue.NewSyncManager(e.d)
 	requireNoError(t, sm.ConfigureStream("bulk", queue.WithConcurrency(2)))
 	requireNoError(t, sm.RegisterBatchHandler(queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultSuccess, Message: "sent"}
-		}
+		out := every(len(tasks), queue.TaskResultSuccess, "sent")
 		if tasks[0].Data["first"] == nil {
 			mu.Lock()
 			for _, task := range tasks {
@@ -337,11 +334,7 @@ func TestBatchLeaseNotExtendedCancelsCall(t *testing.T) {
 	requireNoError(t, sm.RegisterBatchHandler(queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
 		<-ctx.Done()
 		cause <- context.Cause(ctx)
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultSuccess, Message: "sent before the cancel"}
-		}
-		return out
+		return every(len(tasks), queue.TaskResultSuccess, "sent before the cancel")
 	}), "bulk", 3))
 	smStart(t, sm)
 	select {
@@ -378,11 +371,7 @@ func TestBatchHardStop(t *testing.T) {
 		close(inside)
 		<-ctx.Done()
 		cause <- context.Cause(ctx)
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultRetryFailure, Message: "cut short"}
-		}
-		return out
+		return every(len(tasks), queue.TaskResultRetryFailure, "cut short")
 	}), "bulk", 4))
 	requireNoError(t, sm.Start(context.Background()))
 	<-inside
@@ -399,11 +388,7 @@ func TestBatchHardStop(t *testing.T) {
 	}
 	sm2 := queue.NewSyncManager(smOpen(t, e.dsn))
 	requireNoError(t, sm2.RegisterBatchHandler(queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultSuccess}
-		}
-		return out
+		return every(len(tasks), queue.TaskResultSuccess, "")
 	}), "bulk", 4))
 	smRunUntilDone(t, sm2, time.Minute)
 	for _, id := range ids {
@@ -423,11 +408,7 @@ func TestBatchWaitFillsBatch(t *testing.T) {
 	sm := queue.NewSyncManager(e.d)
 	requireNoError(t, sm.RegisterBatchHandler(queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
 		log.record(tasks)
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultSuccess}
-		}
-		return out
+		return every(len(tasks), queue.TaskResultSuccess, "")
 	}), "bulk", 5, queue.WithBatchWait(time.Minute)))
 	smStart(t, sm)
 	e.add(t, "bulk", "k0", nil)
@@ -462,11 +443,7 @@ func TestBatchRateLimitCountsCalls(t *testing.T) {
 		starts = append(starts, time.Now())
 		mu.Unlock()
 		log.record(tasks)
-		out := make([]queue.BatchResult, len(tasks))
-		for i := range out {
-			out[i] = queue.BatchResult{Result: queue.TaskResultSuccess}
-		}
-		return out
+		return every(len(tasks), queue.TaskResultSuccess, "")
 	}), "bulk", 10, queue.InStream("crm")))
 	smRunUntilDone(t, sm, time.Minute)
 	mu.Lock()
@@ -478,15 +455,7 @@ func TestBatchRateLimitCountsCalls(t *testing.T) {
 	if total != 40 {
 		t.Fatalf("calls ran %d tasks, want 40 once each", total)
 	}
-	perWindow := map[int64]int{}
-	for _, s := range starts {
-		perWindow[s.Unix()]++
-	}
-	var windows []int64
-	for w := range perWindow {
-		windows = append(windows, w)
-	}
-	sort.Slice(windows, func(i, j int) bool { return windows[i] < windows[j] })
+	windows, perWindow := perSecond(starts)
 	if len(windows) < 2 {
 		t.Fatalf("%d calls in one window at 2 calls a second: %v", len(starts), perWindow)
 	}

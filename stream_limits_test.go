@@ -46,15 +46,7 @@ func TestRateLimitAcrossManagers(t *testing.T) {
 	// Runs start right after their permit: a window holds its own runs,
 	// and at most a window's worth of runs whose permits were taken at the
 	// end of the window before.
-	perWindow := map[int64]int{}
-	for _, s := range starts {
-		perWindow[s.Unix()]++
-	}
-	var windows []int64
-	for w := range perWindow {
-		windows = append(windows, w)
-	}
-	sort.Slice(windows, func(i, j int) bool { return windows[i] < windows[j] })
+	windows, perWindow := perSecond(starts)
 	for _, w := range windows {
 		if n := perWindow[w]; n > 2*limit {
 			t.Fatalf("%d runs started in the second at %d, limit %d a second: %v", n, w, limit, perWindow)
@@ -63,6 +55,21 @@ func TestRateLimitAcrossManagers(t *testing.T) {
 	if len(windows) < tasks/limit {
 		t.Fatalf("runs started in %d windows, want at least %d at %d a window: %v", len(windows), tasks/limit, limit, perWindow)
 	}
+}
+
+// perSecond counts times per whole second: the seconds in order, and the
+// count of each.
+func perSecond(times []time.Time) ([]int64, map[int64]int) {
+	count := map[int64]int{}
+	for _, at := range times {
+		count[at.Unix()]++
+	}
+	var seconds []int64
+	for s := range count {
+		seconds = append(seconds, s)
+	}
+	sort.Slice(seconds, func(i, j int) bool { return seconds[i] < seconds[j] })
+	return seconds, count
 }
 
 // TestRetryAfterHoldsStreamAcrossManagers: a run that asks for a
