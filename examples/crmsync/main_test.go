@@ -41,9 +41,9 @@ func TestCRMSyncExample(t *testing.T) {
 }
 
 // TestCRMSyncExamplePerTask runs the main job with --batch 0: a task
-// action per task, one request each (two for a fallback), under a burst
-// limit the stream's concurrency exceeds. See requireConverges; no call
-// goes to the bulk endpoint.
+// action per task, one request each (two for a fallback), against a CRM
+// that admits fewer requests a second than the stream may start. See
+// requireConverges; no call goes to the bulk endpoint.
 func TestCRMSyncExamplePerTask(t *testing.T) {
 	user := userdb.New(t, true)
 	t.Setenv("DATABASE_URL", user.DSN)
