@@ -22,8 +22,9 @@ const defaultCRMTimeout = 10 * time.Second
 // maxCRMRetryAfter caps the wait a Retry-After header can ask for.
 const maxCRMRetryAfter = time.Hour
 
-// maxCRMAnswerBytes bounds how much of an answer is read.
-const maxCRMAnswerBytes = 64 << 10
+// maxCRMAnswerBytes bounds how much of an answer is read (a bulk answer
+// holds a result per record).
+const maxCRMAnswerBytes = 1 << 20
 
 // crmAction applies one CDC task to the CRM. It is a queue.TaskAction, safe
 // for concurrent use.
@@ -144,7 +145,7 @@ func (a *crmAction) do(task queue.Task) (queue.TaskResult, string) {
 func (a *crmAction) create(task queue.Task, ch crmChange) (queue.TaskResult, string) {
 	ans, err := a.call(task.Context(), http.MethodPost, "/v1/contacts", ch.body(true))
 	if err != nil {
-		return a.noAnswer(task, http.MethodPost, "/v1/contacts", err)
+		return a.noAnswer(task.Context(), http.MethodPost, "/v1/contacts", err)
 	}
 	if ans.status != http.StatusConflict {
 		return a.classify(task, ans, "created contact "+ch.externalID+" in the CRM")
@@ -153,7 +154,7 @@ func (a *crmAction) create(task queue.Task, ch crmChange) (queue.TaskResult, str
 	again, err := a.call(task.Context(), http.MethodPut, path, ch.body(false))
 	switch {
 	case err != nil:
-		return a.noAnswer(task, http.MethodPut, path, err)
+		return a.noAnswer(task.Context(), http.MethodPut, path, err)
 	case again.status == http.StatusNotFound:
 		return queue.TaskResultRetryFailure, fmt.Sprintf("contact %s already existed in the CRM (409 to POST) but was gone for the update (404 to PUT): it changed meanwhile; will retry", ch.externalID)
 	}
@@ -165,7 +166,7 @@ func (a *crmAction) update(task queue.Task, ch crmChange) (queue.TaskResult, str
 	path := ch.path()
 	ans, err := a.call(task.Context(), http.MethodPut, path, ch.body(false))
 	if err != nil {
-		return a.noAnswer(task, http.MethodPut, path, err)
+		return a.noAnswer(task.Context(), http.MethodPut, path, err)
 	}
 	if ans.status != http.StatusNotFound || ans.errorCode() != "not_found" {
 		return a.classify(task, ans, "updated contact "+ch.externalID+" in the CRM")
@@ -173,7 +174,7 @@ func (a *crmAction) update(task queue.Task, ch crmChange) (queue.TaskResult, str
 	again, err := a.call(task.Context(), http.MethodPost, "/v1/contacts", ch.body(true))
 	switch {
 	case err != nil:
-		return a.noAnswer(task, http.MethodPost, "/v1/contacts", err)
+		return a.noAnswer(task.Context(), http.MethodPost, "/v1/contacts", err)
 	case again.status == http.StatusConflict:
 		return queue.TaskResultRetryFailure, fmt.Sprintf("contact %s was missing from the CRM (404 to PUT) but existed for the create (409 to POST): it changed meanwhile; will retry", ch.externalID)
 	}
@@ -185,7 +186,7 @@ func (a *crmAction) remove(task queue.Task, ch crmChange) (queue.TaskResult, str
 	path := ch.path()
 	ans, err := a.call(task.Context(), http.MethodDelete, path, nil)
 	if err != nil {
-		return a.noAnswer(task, http.MethodDelete, path, err)
+		return a.noAnswer(task.Context(), http.MethodDelete, path, err)
 	}
 	if ans.status == http.StatusNotFound && ans.errorCode() == "not_found" {
 		return queue.TaskResultSuccess, fmt.Sprintf("contact %s was already gone from the CRM (404 to DELETE)", ch.externalID)
@@ -239,8 +240,7 @@ func (a *crmAction) classify(task queue.Task, ans crmAnswer, done string) (queue
 			msg = fmt.Sprintf("%s (%d, CRM id %s)", done, s, c.ID)
 		}
 		return queue.TaskResultSuccess, msg
-	case s == http.StatusRequestTimeout || s == http.StatusConflict || s == http.StatusTooEarly ||
-		s == http.StatusTooManyRequests || s >= 500:
+	case retryableStatus(s):
 		msg := head + ": " + ans.errorText() + "; will retry"
 		if d, ok := parseRetryAfter(ans.header, time.Now()); ok {
 			queue.RetryAfter(task, d)
@@ -256,13 +256,20 @@ func (a *crmAction) classify(task queue.Task, ans crmAnswer, done string) (queue
 	}
 }
 
-// noAnswer words a request that got no answer; every such case is worth
-// retrying, and the CRM may or may not have applied it.
-func (a *crmAction) noAnswer(task queue.Task, method, path string, err error) (queue.TaskResult, string) {
+// retryableStatus reports whether an answer with status s is worth
+// retrying: 408, 409, 425, 429 and 5xx.
+func retryableStatus(s int) bool {
+	return s == http.StatusRequestTimeout || s == http.StatusConflict || s == http.StatusTooEarly ||
+		s == http.StatusTooManyRequests || s >= 500
+}
+
+// noAnswer words a request sent under ctx that got no answer; every such
+// case is worth retrying, and the CRM may or may not have applied it.
+func (a *crmAction) noAnswer(ctx context.Context, method, path string, err error) (queue.TaskResult, string) {
 	req := method + " " + path
 	switch {
-	case task.Context().Err() != nil:
-		return queue.TaskResultRetryFailure, fmt.Sprintf("no answer to %s: the run's deadline passed or it was cancelled (%v); will retry", req, task.Context().Err())
+	case ctx.Err() != nil:
+		return queue.TaskResultRetryFailure, fmt.Sprintf("no answer to %s: the run's deadline passed or it was cancelled (%v); will retry", req, ctx.Err())
 	case errors.Is(err, context.DeadlineExceeded):
 		return queue.TaskResultRetryFailure, fmt.Sprintf("no answer to %s: the CRM did not answer within %s; will retry", req, a.timeout)
 	default:
@@ -368,15 +375,20 @@ func (ans crmAnswer) errorCode() string {
 func (ans crmAnswer) errorText() string {
 	var e crmError
 	if json.Unmarshal(ans.body, &e) == nil && e.Message != "" {
-		if e.Code != "" {
-			return crmOneLine(e.Message, 300) + " [" + crmOneLine(e.Code, 50) + "]"
-		}
-		return crmOneLine(e.Message, 300)
+		return crmErrorText(e.Code, e.Message)
 	}
 	if text := crmOneLine(string(ans.body), 300); text != "" {
 		return text
 	}
 	return "no error text"
+}
+
+// crmErrorText is the CRM's error message with its code, on one line.
+func crmErrorText(code, message string) string {
+	if code != "" {
+		return crmOneLine(message, 300) + " [" + crmOneLine(code, 50) + "]"
+	}
+	return crmOneLine(message, 300)
 }
 
 // parseRetryAfter reads a Retry-After header, in seconds or as an HTTP date,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -73,13 +74,24 @@ type CRMConfig struct {
 	BurstLimit int
 	// BurstWindow is the window of BurstLimit; 0 means 20ms.
 	BurstWindow time.Duration
+	// MaxBatch is the most operations one bulk request may hold; 0 means
+	// 100 (DefaultCRMMaxBatch).
+	MaxBatch int
 	// Seed seeds the fault draws, so a seeded CRM faults the same requests
 	// in the same order every time.
 	Seed uint64
 	// Now is the CRM's clock, for updated_at and the rate limiter; nil
 	// means time.Now. Tests pass a fixed clock to make the limiter exact.
 	Now func() time.Time
+	// OnAdmit, when set, is called with the time (by Now) at which the rate
+	// limits admitted each authorised request, before faults are drawn, so
+	// that a test can see how requests were spread over time.
+	OnAdmit func(at time.Time)
 }
+
+// DefaultCRMMaxBatch is the most operations a bulk request may hold when
+// CRMConfig.MaxBatch is 0.
+const DefaultCRMMaxBatch = 100
 
 // CRMStats counts the requests a CRMServer has answered.
 type CRMStats struct {
@@ -95,9 +107,16 @@ type CRMStats struct {
 	Hung int
 	// RateLimited counts requests answered 429 by the rate limiter.
 	RateLimited int
+	// Bulk counts the requests to the bulk endpoint among Requests.
+	Bulk int
 	// Created, Updated and Deleted count the writes applied to the store.
 	Created, Updated, Deleted int
+	// BulkWrites counts the writes among them applied by bulk requests.
+	BulkWrites int
 }
+
+// Writes is the number of writes applied to the store.
+func (s CRMStats) Writes() int { return s.Created + s.Updated + s.Deleted }
 
 // String summarises the counters on one line, statuses in order.
 func (s CRMStats) String() string {
@@ -110,8 +129,12 @@ func (s CRMStats) String() string {
 	for _, code := range codes {
 		parts = append(parts, fmt.Sprintf("%d×%d", s.ByStatus[code], code))
 	}
-	return fmt.Sprintf("%d requests (%s); %d created, %d updated, %d deleted; injected: %d faults, %d lost answers, %d hung, %d rate-limited",
-		s.Requests, strings.Join(parts, ", "), s.Created, s.Updated, s.Deleted, s.Faults, s.LostAnswers, s.Hung, s.RateLimited)
+	bulk := ""
+	if s.Bulk > 0 {
+		bulk = fmt.Sprintf("; %d bulk requests applied %d of the writes", s.Bulk, s.BulkWrites)
+	}
+	return fmt.Sprintf("%d requests (%s); %d created, %d updated, %d deleted%s; injected: %d faults, %d lost answers, %d hung, %d rate-limited",
+		s.Requests, strings.Join(parts, ", "), s.Created, s.Updated, s.Deleted, bulk, s.Faults, s.LostAnswers, s.Hung, s.RateLimited)
 }
 
 // CRMServer is a small CRM with a REST API on loopback, holding contacts in
@@ -128,6 +151,19 @@ func (s CRMStats) String() string {
 //	GET    /v1/contacts/{external_id}   read one; 404 if missing
 //	PUT    /v1/contacts/{external_id}   update; 200, or 404 if missing
 //	DELETE /v1/contacts/{external_id}   delete; 204, or 404 if missing
+//	POST   /v1/contacts/batch           bulk upserts and deletes; 200, a result each
+//
+// The bulk endpoint takes {"operations": [...]}, at most MaxBatch of them
+// (more: 413), each {"op": "upsert", "external_id", "name", "email",
+// "tier"} (create, or replace the fields) or {"op": "delete",
+// "external_id"}, in a body of up to 1 MiB. It applies them in order and
+// answers 200 {"results": [...]}, one result per operation in the same
+// order: {"external_id", "status", "code", "message"}, and "id" for an
+// upsert, with status 201 (created), 200 (updated), 204 (deleted), 404 (no
+// such contact to delete) or 400 (the operation is invalid: it alone
+// fails, the others apply). A bulk request counts once against the rate
+// limits and the fault draws: a 429 or a fault fails all of it, and a
+// lost answer applies every operation and answers 500.
 //
 // A request is checked in this order: token (401), rate limit (429), fault
 // injection, then routing and validation (400, 404, 405, 409, 413, 415).
@@ -167,6 +203,12 @@ func StartCRM(cfg CRMConfig) (*CRMServer, error) {
 	}
 	if cfg.BurstWindow == 0 {
 		cfg.BurstWindow = 20 * time.Millisecond
+	}
+	if cfg.MaxBatch < 0 {
+		return nil, fmt.Errorf("crm: MaxBatch %d is negative", cfg.MaxBatch)
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultCRMMaxBatch
 	}
 	cfg.FaultStatuses = slices.Clone(cfg.FaultStatuses)
 	if len(cfg.FaultStatuses) == 0 {
@@ -259,8 +301,9 @@ func (s *CRMServer) handler() http.Handler {
 	mux.HandleFunc("GET /v1/contacts/{external_id}", s.getContact)
 	mux.HandleFunc("PUT /v1/contacts/{external_id}", s.updateContact)
 	mux.HandleFunc("DELETE /v1/contacts/{external_id}", s.deleteContact)
+	mux.HandleFunc("POST "+crmBulkPath, s.bulkContacts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.arrived()
+		s.arrived(r)
 		cw := &crmStatusWriter{ResponseWriter: w, s: s}
 		if !s.authorised(r) {
 			cw.Header().Set("WWW-Authenticate", `Bearer realm="crm"`)
@@ -334,16 +377,25 @@ func (s *CRMServer) authorised(r *http.Request) bool {
 	return ok && strings.EqualFold(scheme, "Bearer") && token == s.token
 }
 
-// admit applies the rate limits: a request is admitted when fewer than
-// RateLimit requests were admitted within the second before it and fewer
-// than BurstLimit within the BurstWindow before it.
+// admit applies the rate limits and tells OnAdmit of a request admitted.
 func (s *CRMServer) admit() bool {
+	at, ok := s.limit()
+	if ok && s.cfg.OnAdmit != nil {
+		s.cfg.OnAdmit(at)
+	}
+	return ok
+}
+
+// limit decides whether a request arriving now is admitted: when fewer
+// than RateLimit requests were admitted within the second before it and
+// fewer than BurstLimit within the BurstWindow before it.
+func (s *CRMServer) limit() (now time.Time, ok bool) {
 	if s.cfg.RateLimit == 0 && s.cfg.BurstLimit == 0 {
-		return true
+		return s.cfg.Now(), true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.cfg.Now()
+	now = s.cfg.Now()
 	keep := s.admitted[:0]
 	inBurst := 0
 	for _, t := range s.admitted {
@@ -357,10 +409,10 @@ func (s *CRMServer) admit() bool {
 	s.admitted = keep
 	if s.cfg.RateLimit > 0 && len(s.admitted) >= s.cfg.RateLimit || s.cfg.BurstLimit > 0 && inBurst >= s.cfg.BurstLimit {
 		s.stats.RateLimited++
-		return false
+		return now, false
 	}
 	s.admitted = append(s.admitted, now)
-	return true
+	return now, true
 }
 
 // limitMessage says what the rate limits are, for a 429's body.
@@ -376,9 +428,12 @@ func (s *CRMServer) limitMessage() string {
 }
 
 // arrived counts one request as it arrives.
-func (s *CRMServer) arrived() {
+func (s *CRMServer) arrived(r *http.Request) {
 	s.mu.Lock()
 	s.stats.Requests++
+	if r.Method == http.MethodPost && r.URL.Path == crmBulkPath {
+		s.stats.Bulk++
+	}
 	s.mu.Unlock()
 }
 
@@ -400,32 +455,14 @@ type contactInput struct {
 	Tier       *string `json:"tier"`
 }
 
-// maxContactBodyBytes bounds a request body.
+// maxContactBodyBytes bounds the body of a create or an update.
 const maxContactBodyBytes = 64 << 10
 
 // readContactInput decodes and validates a request body; on failure it has already
 // written the error answer.
 func readContactInput(w http.ResponseWriter, r *http.Request) (contactInput, bool) {
 	var in contactInput
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeCRMError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("Content-Type %q is not application/json", ct))
-			return in, false
-		}
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxContactBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeCRMError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", maxContactBodyBytes))
-			return in, false
-		}
-		writeCRMError(w, http.StatusBadRequest, "invalid_json", "the body is not a valid contact: "+strings.TrimPrefix(err.Error(), "json: "))
-		return in, false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeCRMError(w, http.StatusBadRequest, "invalid_json", "the body holds more than one JSON value")
+	if !readJSONBody(w, r, maxContactBodyBytes, "contact", &in) {
 		return in, false
 	}
 	if msg := validateInput(in); msg != "" {
@@ -433,6 +470,34 @@ func readContactInput(w http.ResponseWriter, r *http.Request) (contactInput, boo
 		return in, false
 	}
 	return in, true
+}
+
+// readJSONBody decodes a request body of at most limit bytes into v,
+// strictly (one JSON value, no unknown fields); what names the value in an
+// error. On failure it has already written the error answer.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, what string, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeCRMError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("Content-Type %q is not application/json", ct))
+			return false
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeCRMError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
+			return false
+		}
+		writeCRMError(w, http.StatusBadRequest, "invalid_json", "the body is not a valid "+what+": "+strings.TrimPrefix(err.Error(), "json: "))
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeCRMError(w, http.StatusBadRequest, "invalid_json", "the body holds more than one JSON value")
+		return false
+	}
+	return true
 }
 
 // validateInput checks the fields of a contact body and returns what is wrong,
@@ -490,11 +555,7 @@ func (s *CRMServer) createContact(w http.ResponseWriter, r *http.Request) {
 		writeCRMError(w, http.StatusConflict, "already_exists", fmt.Sprintf("a contact with external_id %q already exists (id %s)", old.ExternalID, old.ID))
 		return
 	}
-	s.nextID++
-	c := Contact{ID: fmt.Sprintf("ct_%06d", s.nextID), ExternalID: *in.ExternalID, UpdatedAt: s.cfg.Now().UTC()}
-	applyInput(&c, in)
-	s.contacts[c.ExternalID] = c
-	s.stats.Created++
+	c, _ := s.upsertLocked(*in.ExternalID, in)
 	s.mu.Unlock()
 	if s.loseAnswer() {
 		writeCRMError(w, http.StatusInternalServerError, "internal_error", "the answer was lost")
@@ -517,16 +578,12 @@ func (s *CRMServer) updateContact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	c, exists := s.contacts[id]
-	if !exists {
+	if _, exists := s.contacts[id]; !exists {
 		s.mu.Unlock()
 		writeContactNotFound(w, id)
 		return
 	}
-	applyInput(&c, in)
-	c.UpdatedAt = s.cfg.Now().UTC()
-	s.contacts[id] = c
-	s.stats.Updated++
+	c, _ := s.upsertLocked(id, in)
 	s.mu.Unlock()
 	if s.loseAnswer() {
 		writeCRMError(w, http.StatusInternalServerError, "internal_error", "the answer was lost")
@@ -539,11 +596,7 @@ func (s *CRMServer) updateContact(w http.ResponseWriter, r *http.Request) {
 func (s *CRMServer) deleteContact(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("external_id")
 	s.mu.Lock()
-	_, exists := s.contacts[id]
-	if exists {
-		delete(s.contacts, id)
-		s.stats.Deleted++
-	}
+	exists := s.deleteLocked(id)
 	s.mu.Unlock()
 	if !exists {
 		writeContactNotFound(w, id)
@@ -554,6 +607,170 @@ func (s *CRMServer) deleteContact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// upsertLocked creates the contact with external id id from in, or
+// replaces the fields of the one there, and reports whether it created it.
+// s.mu must be held.
+func (s *CRMServer) upsertLocked(id string, in contactInput) (Contact, bool) {
+	c, exists := s.contacts[id]
+	if !exists {
+		s.nextID++
+		c = Contact{ID: fmt.Sprintf("ct_%06d", s.nextID), ExternalID: id}
+	}
+	applyInput(&c, in)
+	c.UpdatedAt = s.cfg.Now().UTC()
+	s.contacts[id] = c
+	if exists {
+		s.stats.Updated++
+	} else {
+		s.stats.Created++
+	}
+	return c, !exists
+}
+
+// deleteLocked deletes the contact with external id id and reports whether
+// there was one. s.mu must be held.
+func (s *CRMServer) deleteLocked(id string) bool {
+	if _, exists := s.contacts[id]; !exists {
+		return false
+	}
+	delete(s.contacts, id)
+	s.stats.Deleted++
+	return true
+}
+
+// crmBulkPath is the path of the bulk endpoint.
+const crmBulkPath = "/v1/contacts/batch"
+
+// maxBulkBodyBytes bounds the body of a bulk request.
+const maxBulkBodyBytes = 1 << 20
+
+// bulkInput is the body of a bulk request.
+type bulkInput struct {
+	Operations []json.RawMessage `json:"operations"`
+}
+
+// bulkOperation is one operation of a bulk request: an upsert carries the
+// contact's external_id and fields, a delete its external_id alone.
+type bulkOperation struct {
+	Op string `json:"op"`
+	contactInput
+}
+
+// bulkResult is the outcome of one operation of a bulk request.
+type bulkResult struct {
+	ExternalID string `json:"external_id"`
+	Status     int    `json:"status"`
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	ID         string `json:"id,omitempty"` // the CRM's id of an upserted contact
+}
+
+// bulkAnswer is the answer of a bulk request: a result per operation, in
+// the order of the operations.
+type bulkAnswer struct {
+	Results []bulkResult `json:"results"`
+}
+
+// bulkContacts handles POST /v1/contacts/batch: it checks every operation,
+// applies the valid ones in order, and answers a result for each.
+func (s *CRMServer) bulkContacts(w http.ResponseWriter, r *http.Request) {
+	var in bulkInput
+	if !readJSONBody(w, r, maxBulkBodyBytes, "bulk request", &in) {
+		return
+	}
+	switch n := len(in.Operations); {
+	case n == 0:
+		writeCRMError(w, http.StatusBadRequest, "validation_failed", "operations is missing or empty")
+		return
+	case n > s.cfg.MaxBatch:
+		writeCRMError(w, http.StatusRequestEntityTooLarge, "too_many_operations",
+			fmt.Sprintf("the request holds %d operations; a bulk request may hold at most %d", n, s.cfg.MaxBatch))
+		return
+	}
+	ops := make([]bulkOperation, len(in.Operations))
+	results := make([]bulkResult, len(in.Operations))
+	for i, raw := range in.Operations {
+		ops[i], results[i] = parseBulkOperation(raw)
+	}
+	written := 0
+	s.mu.Lock()
+	for i, op := range ops {
+		if results[i].Status != 0 {
+			continue // invalid: not applied
+		}
+		results[i] = s.applyLocked(op)
+		if results[i].Status/100 == 2 {
+			written++
+		}
+	}
+	s.stats.BulkWrites += written
+	s.mu.Unlock()
+	if written > 0 && s.loseAnswer() {
+		writeCRMError(w, http.StatusInternalServerError, "internal_error", "the answer was lost")
+		return
+	}
+	writeCRMJSON(w, http.StatusOK, bulkAnswer{Results: results})
+}
+
+// parseBulkOperation decodes and checks one operation of a bulk request.
+// An operation that cannot be applied gets its 400 result; a valid one a
+// zero result.
+func parseBulkOperation(raw json.RawMessage) (bulkOperation, bulkResult) {
+	var op bulkOperation
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&op); err != nil {
+		var id struct {
+			ExternalID string `json:"external_id"`
+		}
+		_ = json.Unmarshal(raw, &id) // for the result, if it can be read
+		return op, invalidOperation(id.ExternalID, "invalid_json", "the operation is not valid: "+strings.TrimPrefix(err.Error(), "json: "))
+	}
+	id := derefString(op.ExternalID)
+	if op.ExternalID == nil {
+		return op, invalidOperation(id, "validation_failed", "external_id is required")
+	}
+	switch op.Op {
+	case "upsert":
+		if msg := validateInput(op.contactInput); msg != "" {
+			return op, invalidOperation(id, "validation_failed", msg)
+		}
+	case "delete":
+		if msg := checkExternalID(id); msg != "" {
+			return op, invalidOperation(id, "validation_failed", msg)
+		}
+		if op.Name != nil || op.Email != nil || op.Tier != nil {
+			return op, invalidOperation(id, "validation_failed", "a delete takes external_id alone")
+		}
+	case "":
+		return op, invalidOperation(id, "invalid_operation", "op is required (upsert or delete)")
+	default:
+		return op, invalidOperation(id, "invalid_operation", fmt.Sprintf("unknown op %q (want upsert or delete)", op.Op))
+	}
+	return op, bulkResult{}
+}
+
+// invalidOperation is the 400 result of an operation that was not applied.
+func invalidOperation(id, code, message string) bulkResult {
+	return bulkResult{ExternalID: id, Status: http.StatusBadRequest, Code: code, Message: message}
+}
+
+// applyLocked applies a valid bulk operation. s.mu must be held.
+func (s *CRMServer) applyLocked(op bulkOperation) bulkResult {
+	id := *op.ExternalID
+	if op.Op == "delete" {
+		if !s.deleteLocked(id) {
+			return bulkResult{ExternalID: id, Status: http.StatusNotFound, Code: "not_found", Message: contactNotFound(id)}
+		}
+		return bulkResult{ExternalID: id, Status: http.StatusNoContent, Code: "deleted", Message: "deleted contact " + id}
+	}
+	c, created := s.upsertLocked(id, op.contactInput)
+	if created {
+		return bulkResult{ExternalID: id, Status: http.StatusCreated, Code: "created", Message: "created contact " + c.ID, ID: c.ID}
+	}
+	return bulkResult{ExternalID: id, Status: http.StatusOK, Code: "updated", Message: "updated contact " + c.ID, ID: c.ID}
 }
 
 // getContact handles GET /v1/contacts/{external_id}.
@@ -607,7 +824,12 @@ type crmError struct {
 
 // writeContactNotFound answers 404 for a missing contact.
 func writeContactNotFound(w http.ResponseWriter, id string) {
-	writeCRMError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no contact with external_id %q", id))
+	writeCRMError(w, http.StatusNotFound, "not_found", contactNotFound(id))
+}
+
+// contactNotFound says that there is no contact with external id id.
+func contactNotFound(id string) string {
+	return fmt.Sprintf("no contact with external_id %q", id)
 }
 
 // writeCRMError answers status with a JSON error body.

@@ -572,6 +572,11 @@ func TestCRMStatsString(t *testing.T) {
 	if got != want {
 		t.Errorf("String()\n%s\nwant\n%s", got, want)
 	}
+	st = CRMStats{Requests: 3, ByStatus: map[int]int{200: 3}, Bulk: 2, Created: 150, Updated: 1, BulkWrites: 150}
+	want = "3 requests (3×200); 150 created, 1 updated, 0 deleted; 2 bulk requests applied 150 of the writes; injected: 0 faults, 0 lost answers, 0 hung, 0 rate-limited"
+	if got := st.String(); got != want {
+		t.Errorf("String()\n%s\nwant\n%s", got, want)
+	}
 }
 
 // HangEvery leaves exactly every n-th request unanswered, whatever the
@@ -626,5 +631,243 @@ func TestCRMHangEvery(t *testing.T) {
 	}
 	if _, err := StartCRM(CRMConfig{HangEvery: -1}); err == nil {
 		t.Fatal("a negative HangEvery was accepted")
+	}
+}
+
+// bulk sends one bulk request of the given operations (raw JSON objects).
+func bulk(t *testing.T, s *CRMServer, ops ...string) crmReply {
+	t.Helper()
+	return send(t, s, testToken, "POST", crmBulkPath, `{"operations":[`+strings.Join(ops, ",")+`]}`)
+}
+
+// results decodes the reply as a bulk answer.
+func (r crmReply) results(t *testing.T) []bulkResult {
+	t.Helper()
+	var a bulkAnswer
+	if err := json.Unmarshal(r.body, &a); err != nil {
+		t.Fatalf("answer %d is not a bulk answer: %q", r.status, r.body)
+	}
+	return a.Results
+}
+
+// wantResult fails the test unless res has the external id, status and
+// code, and its message holds fragment.
+func wantResult(t *testing.T, res bulkResult, id string, status int, code, fragment string) {
+	t.Helper()
+	if res.ExternalID != id || res.Status != status || res.Code != code || !strings.Contains(res.Message, fragment) {
+		t.Errorf("result %+v, want %s %d %s with %q", res, id, status, code, fragment)
+	}
+}
+
+// The bulk endpoint upserts and deletes in request order and answers a
+// result per operation, in the same order, with the statuses the single
+// endpoints would give.
+func TestCRMBulkSemantics(t *testing.T) {
+	clock := newFakeClock()
+	s := startTestCRM(t, CRMConfig{Now: clock.Now})
+	wantStatus(t, send(t, s, testToken, "POST", "/v1/contacts", `{"external_id":"1","name":"One"}`), http.StatusCreated)
+	one := s.Snapshot()["1"]
+	clock.Advance(time.Minute)
+
+	r := bulk(t, s,
+		`{"op":"upsert","external_id":"2","name":"Two","email":"two@example.com","tier":"gold"}`,
+		`{"op":"upsert","external_id":"1","name":"One v2"}`,
+		`{"op":"delete","external_id":"3"}`,
+		`{"op":"upsert","external_id":"3","name":"Three"}`,
+		`{"op":"delete","external_id":"3"}`,
+	)
+	wantStatus(t, r, http.StatusOK)
+	res := r.results(t)
+	if len(res) != 5 {
+		t.Fatalf("%d results for 5 operations: %s", len(res), r.body)
+	}
+	snap := s.Snapshot()
+	wantResult(t, res[0], "2", http.StatusCreated, "created", "created contact "+snap["2"].ID)
+	wantResult(t, res[1], "1", http.StatusOK, "updated", "updated contact "+one.ID)
+	wantResult(t, res[2], "3", http.StatusNotFound, "not_found", `no contact with external_id "3"`)
+	wantResult(t, res[3], "3", http.StatusCreated, "created", "created contact")
+	wantResult(t, res[4], "3", http.StatusNoContent, "deleted", "deleted contact 3")
+	if res[0].ID != snap["2"].ID || res[1].ID != one.ID || res[4].ID != "" {
+		t.Errorf("CRM ids in the results: %+v", res)
+	}
+	if len(snap) != 2 {
+		t.Fatalf("CRM holds %v, want 1 and 2", snap)
+	}
+	if two := snap["2"]; two.Name != "Two" || two.Email != "two@example.com" || two.Tier != "gold" || !two.UpdatedAt.Equal(clock.Now()) {
+		t.Errorf("upserted %+v", two)
+	}
+	// An upsert replaces the fields, as a PUT does.
+	if got := snap["1"]; got.ID != one.ID || got.Name != "One v2" || got.Email != "" || !got.UpdatedAt.Equal(clock.Now()) {
+		t.Errorf("updated %+v, was %+v", got, one)
+	}
+	st := s.Stats()
+	if st.Requests != 2 || st.Bulk != 1 || st.BulkWrites != 4 || st.Created != 3 || st.Updated != 1 || st.Deleted != 1 || st.Writes() != 5 {
+		t.Errorf("stats %+v", st)
+	}
+	if fmt.Sprint(st.ByStatus) != fmt.Sprint(map[int]int{200: 1, 201: 1}) {
+		t.Errorf("statuses %v: a bulk request is one answer", st.ByStatus)
+	}
+}
+
+// An invalid operation fails alone with a 400 result saying what is
+// wrong; the other operations of the request apply.
+func TestCRMBulkPartialFailure(t *testing.T) {
+	s := startTestCRM(t, CRMConfig{})
+	cases := []struct {
+		op, id, code, fragment string
+	}{
+		{`{"op":"upsert","external_id":"1","name":"A","email":"not-an-email"}`, "1", "validation_failed", `email "not-an-email" is not a valid address`},
+		{`{"op":"upsert","external_id":"2","email":"b@example.com"}`, "2", "validation_failed", "name is required"},
+		{`{"op":"upsert","name":"C"}`, "", "validation_failed", "external_id is required"},
+		{`{"op":"upsert","external_id":"a/b","name":"D"}`, "a/b", "validation_failed", "external_id"},
+		{`{"op":"upsert","external_id":"5","name":5}`, "5", "invalid_json", "the operation is not valid"},
+		{`{"op":"upsert","external_id":"6","name":"F","phone":"123"}`, "6", "invalid_json", `unknown field "phone"`},
+		{`{"op":"merge","external_id":"7","name":"G"}`, "7", "invalid_operation", `unknown op "merge"`},
+		{`{"external_id":"8","name":"H"}`, "8", "invalid_operation", "op is required"},
+		{`{"op":"delete","external_id":"9","name":"I"}`, "9", "validation_failed", "a delete takes external_id alone"},
+		{`"upsert"`, "", "invalid_json", "the operation is not valid"},
+	}
+	ops := []string{`{"op":"upsert","external_id":"ok1","name":"First"}`}
+	for _, c := range cases {
+		ops = append(ops, c.op)
+	}
+	ops = append(ops, `{"op":"upsert","external_id":"ok2","name":"Last"}`)
+	r := bulk(t, s, ops...)
+	wantStatus(t, r, http.StatusOK)
+	res := r.results(t)
+	if len(res) != len(ops) {
+		t.Fatalf("%d results for %d operations: %s", len(res), len(ops), r.body)
+	}
+	wantResult(t, res[0], "ok1", http.StatusCreated, "created", "created contact")
+	for i, c := range cases {
+		wantResult(t, res[1+i], c.id, http.StatusBadRequest, c.code, c.fragment)
+	}
+	wantResult(t, res[len(res)-1], "ok2", http.StatusCreated, "created", "created contact")
+	if snap := s.Snapshot(); len(snap) != 2 || snap["ok1"].Name != "First" || snap["ok2"].Name != "Last" {
+		t.Errorf("CRM holds %v, want ok1 and ok2 alone", snap)
+	}
+	if st := s.Stats(); st.BulkWrites != 2 || st.Created != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// A bulk request holds at most MaxBatch operations (default 100) in a body
+// larger than a single request may send; a request that breaks the rules
+// as a whole is refused as a whole with a clear error, and nothing applies.
+func TestCRMBulkLimits(t *testing.T) {
+	upserts := func(n int, name string) []string {
+		ops := make([]string, n)
+		for i := range ops {
+			ops[i] = fmt.Sprintf(`{"op":"upsert","external_id":"%d","name":%q}`, i, name)
+		}
+		return ops
+	}
+	s := startTestCRM(t, CRMConfig{})
+	r := bulk(t, s, upserts(DefaultCRMMaxBatch+1, "N")...)
+	wantStatus(t, r, http.StatusRequestEntityTooLarge)
+	if e := r.errorBody(t); e.Code != "too_many_operations" || !strings.Contains(e.Message, "101 operations") || !strings.Contains(e.Message, "at most 100") {
+		t.Errorf("413 body %+v", e)
+	}
+	// 100 operations of 200 four-byte characters: more than a single
+	// request's body may hold, within the bulk endpoint's.
+	long := upserts(DefaultCRMMaxBatch, strings.Repeat("𝄞", 200))
+	if size := len(strings.Join(long, ",")); size <= maxContactBodyBytes || size >= maxBulkBodyBytes {
+		t.Fatalf("the long request is %d bytes", size)
+	}
+	r = bulk(t, s, long...)
+	wantStatus(t, r, http.StatusOK)
+	if got := len(s.Snapshot()); got != DefaultCRMMaxBatch {
+		t.Fatalf("%d contacts after a full bulk request", got)
+	}
+
+	s = startTestCRM(t, CRMConfig{MaxBatch: 3})
+	cases := []struct {
+		name, body string
+		status     int
+		code       string
+		fragment   string
+	}{
+		{"more than MaxBatch", `{"operations":[` + strings.Join(upserts(4, "N"), ",") + `]}`, 413, "too_many_operations", "at most 3"},
+		{"no operations", `{"operations":[]}`, 400, "validation_failed", "operations is missing or empty"},
+		{"operations missing", `{}`, 400, "validation_failed", "operations is missing or empty"},
+		{"unknown field", `{"operations":[` + upserts(1, "N")[0] + `],"atomic":true}`, 400, "invalid_json", `unknown field "atomic"`},
+		{"not an array", `{"operations":{"op":"upsert"}}`, 400, "invalid_json", "not a valid bulk request"},
+		{"too large", `{"operations":[{"op":"upsert","external_id":"1","name":"` + strings.Repeat("a", maxBulkBodyBytes) + `"}]}`, 413, "too_large", "larger than"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := send(t, s, testToken, "POST", crmBulkPath, c.body)
+			wantStatus(t, r, c.status)
+			if e := r.errorBody(t); e.Code != c.code || !strings.Contains(e.Message, c.fragment) {
+				t.Errorf("body %+v, want %s with %q", e, c.code, c.fragment)
+			}
+		})
+	}
+	if len(s.Snapshot()) != 0 {
+		t.Errorf("refused bulk requests changed the store: %v", s.Snapshot())
+	}
+	if _, err := StartCRM(CRMConfig{MaxBatch: -1}); err == nil {
+		t.Error("a negative MaxBatch was accepted")
+	}
+}
+
+// A lost answer to a bulk request applies every operation and answers
+// 500; sending it again finds the contacts upserted and deleted already.
+func TestCRMBulkLostAnswer(t *testing.T) {
+	s := startTestCRM(t, CRMConfig{LostAnswerRate: 1})
+	wantStatus(t, bulk(t, s, `{"op":"upsert","external_id":"gone","name":"G"}`), http.StatusInternalServerError)
+	ops := []string{`{"op":"upsert","external_id":"1","name":"A"}`, `{"op":"upsert","external_id":"2","name":"B"}`, `{"op":"delete","external_id":"gone"}`}
+	r := bulk(t, s, ops...)
+	wantStatus(t, r, http.StatusInternalServerError)
+	if e := r.errorBody(t); e.Code != "internal_error" {
+		t.Errorf("500 body %+v", e)
+	}
+	if snap := s.Snapshot(); len(snap) != 2 || snap["1"].Name != "A" || snap["2"].Name != "B" {
+		t.Fatalf("CRM holds %v after the lost answer", snap)
+	}
+
+	s.mu.Lock()
+	s.cfg.LostAnswerRate = 0
+	s.mu.Unlock()
+	res := bulk(t, s, ops...).results(t)
+	wantResult(t, res[0], "1", http.StatusOK, "updated", "updated")
+	wantResult(t, res[1], "2", http.StatusOK, "updated", "updated")
+	wantResult(t, res[2], "gone", http.StatusNotFound, "not_found", "no contact")
+	if st := s.Stats(); st.LostAnswers != 2 || st.Created != 3 || st.Deleted != 1 || st.Updated != 2 || st.Bulk != 3 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// A bulk request counts once against the rate limit and the fault draws,
+// however many operations it holds; a refused or faulted one applies none.
+func TestCRMBulkCountsOnce(t *testing.T) {
+	ops := make([]string, 50)
+	for i := range ops {
+		ops[i] = fmt.Sprintf(`{"op":"upsert","external_id":"%d","name":"N"}`, i)
+	}
+	clock := newFakeClock()
+	s := startTestCRM(t, CRMConfig{RateLimit: 2, Now: clock.Now})
+	wantStatus(t, bulk(t, s, ops...), http.StatusOK)
+	wantStatus(t, bulk(t, s, ops...), http.StatusOK)
+	r := bulk(t, s, `{"op":"delete","external_id":"1"}`)
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if r.header.Get("Retry-After") != "1" {
+		t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if _, ok := s.Snapshot()["1"]; !ok {
+		t.Error("the rate-limited delete was applied")
+	}
+	if st := s.Stats(); st.Requests != 3 || st.Bulk != 3 || st.RateLimited != 1 || st.BulkWrites != 100 {
+		t.Errorf("stats %+v", st)
+	}
+
+	s = startTestCRM(t, CRMConfig{FaultRate: 1, FaultStatuses: []int{503}})
+	r = bulk(t, s, ops...)
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	if e := r.errorBody(t); e.Code != "injected_fault" {
+		t.Errorf("fault body %+v", e)
+	}
+	if st := s.Stats(); st.Faults != 1 || len(s.Snapshot()) != 0 || st.Writes() != 0 {
+		t.Errorf("a faulted bulk request: stats %+v, %d contacts", st, len(s.Snapshot()))
 	}
 }

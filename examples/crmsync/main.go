@@ -1,9 +1,15 @@
 // Command crmsync keeps an internal customer table in sync with a CRM over
 // HTTP: esync's CDC runner diffs the table against what was last synced and
-// queues create/update/delete tasks; task actions call the CRM. The program
-// starts the CRM on loopback, makes real changes to the table (inserts,
-// updates, deletes, and a burst of updates to one customer), prints progress
-// until the CRM matches the table, then a summary.
+// queues create/update/delete tasks; a batch action sends up to --batch of
+// them in one call to the CRM's bulk endpoint (--batch 0: a task action
+// per task, one request each), in a stream whose rate limit keeps the calls
+// under --calls-per-second, spread over windows of about 20ms, and which
+// holds all its calls when the CRM answers 429 with Retry-After. The
+// program starts the CRM on loopback, creates a table of --rows customers,
+// makes real changes to it (inserts, updates, deletes, and a burst of
+// updates to one customer), prints progress until the CRM matches the
+// table, then a summary: records synced, API calls made, 429s received and
+// the time taken, besides every fault.
 //
 // The CRM misbehaves as real ones do, and every fault is counted in the
 // summary: a fraction of requests is answered 5xx, some writes are applied
@@ -13,8 +19,9 @@
 // answered 429 with Retry-After.
 // The actions retry all of them.
 //
-//	go run ./examples/crmsync            # sync, change, sync again, exit 0
-//	go run ./examples/crmsync --follow   # keep changing and syncing until interrupted
+//	go run ./examples/crmsync               # sync, change, sync again, exit 0
+//	go run ./examples/crmsync --rows 100000 # the same with a bigger table
+//	go run ./examples/crmsync --follow      # keep changing and syncing until interrupted
 //
 // Ctrl-C (SIGINT) or SIGTERM, in any mode, stops the sync manager (running
 // requests finish or are released back to the queue), prints the summary
@@ -37,6 +44,7 @@ import (
 	"log"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -48,24 +56,27 @@ import (
 
 // config sizes one run of the example.
 type config struct {
-	customers  int           // customers in the table at the start
-	burst      int           // updates in a row to one customer
-	timeout    time.Duration // give up when the CRM is not in sync by then
-	follow     bool          // keep changing and syncing until interrupted
-	faults     float64       // fraction of CRM requests answered 5xx
-	lost       float64       // fraction of CRM writes applied but answered 500
-	rateLimit  int           // CRM requests admitted per second; more get 429
-	burstLimit int           // CRM requests admitted within 20ms; more get 429
-	hangEvery  int           // every n-th CRM request is never answered
-	crmTimeout time.Duration // the client gives up on a request after this
-	keep       bool          // keep the example's database or schema
-	quiet      bool          // no progress lines
-	out        io.Writer     // where the report goes; nil means os.Stdout
+	customers  int             // customers in the table at the start (--rows)
+	burst      int             // updates in a row to one customer
+	batch      int             // records per bulk call; 0: a request per task
+	callRate   int             // calls a second the stream may start; 0: no limit
+	timeout    time.Duration   // give up when the CRM is not in sync by then
+	follow     bool            // keep changing and syncing until interrupted
+	faults     float64         // fraction of CRM requests answered 5xx
+	lost       float64         // fraction of CRM writes applied but answered 500
+	rateLimit  int             // CRM requests admitted per second; more get 429
+	burstLimit int             // CRM requests admitted within 20ms; more get 429
+	hangEvery  int             // every n-th CRM request is never answered
+	crmTimeout time.Duration   // the client gives up on a request after this
+	keep       bool            // keep the example's database or schema
+	quiet      bool            // no progress lines
+	out        io.Writer       // where the report goes; nil means os.Stdout
+	onAdmit    func(time.Time) // told of each request the CRM admits (tests)
 }
 
 // defaults are the sizes of `go run ./examples/crmsync`.
 func defaults() config {
-	return config{customers: 500, burst: 50, timeout: 2 * time.Minute, faults: 0.05, lost: 0.01,
+	return config{customers: 500, burst: 50, batch: 100, callRate: 100, timeout: 2 * time.Minute, faults: 0.05, lost: 0.01,
 		rateLimit: 150, burstLimit: 6, hangEvery: 100, crmTimeout: 2 * time.Second}
 }
 
@@ -74,7 +85,10 @@ var errInterrupted = errors.New("interrupted")
 
 func main() {
 	cfg := defaults()
-	flag.IntVar(&cfg.customers, "customers", cfg.customers, "customers in the internal table at the start")
+	flag.IntVar(&cfg.customers, "rows", cfg.customers, "customers in the internal table at the start")
+	flag.IntVar(&cfg.customers, "customers", cfg.customers, "the same as --rows")
+	flag.IntVar(&cfg.batch, "batch", cfg.batch, fmt.Sprintf("records per bulk call to the CRM, at most %d (0: one request per task)", DefaultCRMMaxBatch))
+	flag.IntVar(&cfg.callRate, "calls-per-second", cfg.callRate, "calls to the CRM the sync may start per second, spread over windows of about 20ms (0: no limit)")
 	flag.IntVar(&cfg.burst, "burst", cfg.burst, "updates in a row to one customer")
 	flag.DurationVar(&cfg.timeout, "timeout", cfg.timeout, "give up when the CRM is not in sync by then")
 	flag.BoolVar(&cfg.follow, "follow", false, "keep changing the table and syncing until interrupted")
@@ -131,6 +145,7 @@ type report struct {
 	crm          CRMStats
 	burstUpdates int // updates made to customer 1 in bursts
 	burst        map[queue.TaskState]int
+	elapsed      time.Duration // from the start of the sync manager to the end of the sync
 }
 
 // run runs the example; it returns errInterrupted, after the summary,
@@ -158,6 +173,9 @@ func runReport(ctx context.Context, cfg config) (rep report, err error) {
 		}
 		return err
 	}
+	if err := cfg.check(); err != nil {
+		return rep, err
+	}
 
 	// A database (or schema) of its own; see package exampledb.
 	place, err := exampledb.Open(ctx, "crmsync", cfg.keep, nil)
@@ -175,7 +193,7 @@ func runReport(ctx context.Context, cfg config) (rep report, err error) {
 	}
 
 	crm, err := StartCRM(CRMConfig{FaultRate: cfg.faults, LostAnswerRate: cfg.lost, RateLimit: cfg.rateLimit,
-		BurstLimit: cfg.burstLimit, HangEvery: cfg.hangEvery, Seed: 7})
+		BurstLimit: cfg.burstLimit, HangEvery: cfg.hangEvery, Seed: 7, OnAdmit: cfg.onAdmit})
 	if err != nil {
 		return rep, err
 	}
@@ -196,27 +214,21 @@ func runReport(ctx context.Context, cfg config) (rep report, err error) {
 			log.Printf("sync: %v", err)
 		}
 	})
-	crmAction := cdc.Wrap(action)
-	for _, name := range []string{cdcNames.Create, cdcNames.Update, cdcNames.Delete} {
-		if err := sm.RegisterTaskHandler(crmAction, name, queue.InStream("crm"),
-			queue.WithTimeout(10*time.Second),
-			queue.WithRetryPolicy(queue.ExponentialBackoff{Base: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2})); err != nil {
-			return rep, err
-		}
-	}
-	if err := sm.ConfigureStream("crm", queue.WithConcurrency(8)); err != nil {
+	if err := registerCRMSync(sm, cdc, action, cfg); err != nil {
 		return rep, err
 	}
 	if err := sm.Schedule(cdc, 250*time.Millisecond); err != nil {
 		return rep, err
 	}
+	started := time.Now()
 	if err := sm.Start(ctx); err != nil {
 		return rep, interrupted(err)
 	}
 	defer sm.Stop()
 
-	say("CRM on %s; %d customers to sync; %s", crm.URL(), cfg.customers, describeFaults(cfg))
+	say("CRM on %s; %d customers to sync; %s; %s", crm.URL(), cfg.customers, describeSync(cfg), describeFaults(cfg))
 	syncErr := syncAndChange(ctx, db, crm, cfg, &rep, say)
+	rep.elapsed = time.Since(started)
 
 	// Stop the manager before counting, so the counts hold still.
 	stopErr := sm.Stop()
@@ -241,6 +253,68 @@ func runReport(ctx context.Context, cfg config) (rep report, err error) {
 		return rep, fmt.Errorf("%d tasks FAILED", rep.counts[queue.TaskFailed])
 	}
 	return rep, nil
+}
+
+// check refuses settings the example cannot run with.
+func (cfg config) check() error {
+	switch {
+	case cfg.customers < 0:
+		return fmt.Errorf("--rows %d: want 0 or more customers", cfg.customers)
+	case cfg.batch < 0 || cfg.batch > DefaultCRMMaxBatch:
+		return fmt.Errorf("--batch %d: the CRM takes 1 to %d records per bulk request (0: one request per task)", cfg.batch, DefaultCRMMaxBatch)
+	case cfg.callRate < 0:
+		return fmt.Errorf("--calls-per-second %d: want 0 (no limit) or more", cfg.callRate)
+	}
+	return nil
+}
+
+// registerCRMSync makes sm run the CDC tasks in the stream "crm": with
+// cfg.batch, batches of up to that many through the CRM's bulk endpoint,
+// else one task (and one request) at a time. The stream runs eight calls
+// at once, at most cfg.callRate a second, and holds them all when the CRM
+// answers 429 with Retry-After.
+func registerCRMSync(sm *queue.SyncManager, cdc *queue.CDCRunnerAction, action *crmAction, cfg config) error {
+	opts := []queue.TaskOption{queue.InStream("crm"), queue.WithTimeout(10 * time.Second),
+		queue.WithRetryPolicy(queue.ExponentialBackoff{Base: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2})}
+	batch, single := cdc.WrapBatch(newCRMBatchAction(action)), cdc.Wrap(action)
+	for _, name := range []string{cdcNames.Create, cdcNames.Update, cdcNames.Delete} {
+		var err error
+		if cfg.batch > 0 {
+			err = sm.RegisterBatchHandler(batch, name, cfg.batch, opts...)
+		} else {
+			err = sm.RegisterTaskHandler(single, name, opts...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	stream := []queue.StreamOption{queue.WithConcurrency(8), queue.PauseOnRetryAfter()}
+	if cfg.callRate > 0 {
+		stream = append(stream, queue.WithRateLimit(rateWindow(cfg.callRate)))
+	}
+	return sm.ConfigureStream("crm", stream...)
+}
+
+// rateWindow splits a rate of calls a second into windows of about 20ms
+// (the CRM's burst window) that each allow a whole number of calls, so
+// that the calls of a second spread over it instead of all starting at its
+// beginning: 100 a second is 2 per 20ms.
+func rateWindow(perSecond int) (n int, per time.Duration) {
+	n = max(1, perSecond/50)
+	return n, time.Second * time.Duration(n) / time.Duration(perSecond)
+}
+
+// describeSync says how the sync calls the CRM.
+func describeSync(cfg config) string {
+	how := fmt.Sprintf("bulk calls of up to %d records", cfg.batch)
+	if cfg.batch == 0 {
+		how = "a request per task"
+	}
+	if cfg.callRate == 0 {
+		return how + ", as fast as the CRM answers"
+	}
+	n, per := rateWindow(cfg.callRate)
+	return fmt.Sprintf("%s, at most %d calls a second (%d per %s)", how, cfg.callRate, n, per)
 }
 
 // describeFaults says how the CRM misbehaves.
@@ -347,6 +421,9 @@ func printSummary(say func(string, ...any), rep report) {
 	say("summary: %d customers in the table, %d contacts in the CRM; tasks %d DONE, %d SUPERSEDED (newest wins), %d FAILED, %d pending",
 		rep.customers, rep.contacts, c[queue.TaskDone], c[queue.TaskSuperseded], c[queue.TaskFailed],
 		c[queue.TaskReady]+c[queue.TaskRetry]+c[queue.TaskInProgress])
+	st := rep.crm
+	say("sync: %d records written to the CRM (%d created, %d updated, %d deleted) in %d API calls (%d bulk), %d answered 429 (rate-limited), in %s",
+		st.Writes(), st.Created, st.Updated, st.Deleted, st.Requests, st.Bulk, st.ByStatus[http.StatusTooManyRequests], rep.elapsed.Round(time.Millisecond))
 	say("CRM faults, each retried by the actions: %d answered 5xx, %d lost answers, %d hung (no answer; the client gave up), %d rate-limited (429)",
 		rep.crm.Faults, rep.crm.LostAnswers, rep.crm.Hung, rep.crm.RateLimited)
 	say("CRM requests: %s", rep.crm)
@@ -409,8 +486,12 @@ func makeChanges(ctx context.Context, db *sql.DB, cfg config) (changeSummary, er
 		k, _ := res.RowsAffected()
 		c.updated += int(k)
 	}
-	for i := 0; i < n/2; i++ {
-		res, err := db.ExecContext(ctx, `DELETE FROM customer WHERE id = (SELECT id FROM customer WHERE id > 1 ORDER BY random() LIMIT 1)`)
+	for i := 0; i < n/2 && maxID > 1; i++ {
+		// The first customer from a random id on (an index scan, however
+		// big the table), wrapping around to the lowest.
+		res, err := db.ExecContext(ctx, `DELETE FROM customer WHERE id = coalesce(
+	(SELECT id FROM customer WHERE id >= $1 ORDER BY id LIMIT 1),
+	(SELECT id FROM customer WHERE id > 1 ORDER BY id LIMIT 1))`, 2+rand.IntN(maxID-1))
 		if err != nil {
 			return c, err
 		}
@@ -432,11 +513,15 @@ func makeChanges(ctx context.Context, db *sql.DB, cfg config) (changeSummary, er
 }
 
 // waitInSync polls until the CRM holds exactly the customers of the table,
-// printing progress every second.
+// printing progress every second. A comparison reads the whole table and
+// the whole CRM, so it waits twice as long as the last one took (at least
+// 50ms) before the next: comparing takes a third of the time at most,
+// however big the table.
 func waitInSync(ctx context.Context, db *sql.DB, crm *CRMServer, timeout time.Duration, say func(string, ...any)) error {
 	deadline := time.Now().Add(timeout)
 	lastSay := time.Now()
 	for {
+		began := time.Now()
 		differ, total, err := compare(ctx, db, crm)
 		if err != nil {
 			return err
@@ -444,10 +529,11 @@ func waitInSync(ctx context.Context, db *sql.DB, crm *CRMServer, timeout time.Du
 		if differ == 0 {
 			return nil
 		}
+		cost := time.Since(began)
 		if time.Since(lastSay) >= time.Second {
 			st := crm.Stats()
-			say("  %d of %d customers not yet in sync (CRM so far: %d requests, %d 5xx, %d lost answers, %d hung, %d rate-limited)",
-				differ, total, st.Requests, st.Faults, st.LostAnswers, st.Hung, st.RateLimited)
+			say("  %d of %d customers not yet in sync (CRM so far: %d requests, %d bulk, %d records written; %d 5xx, %d lost answers, %d hung, %d rate-limited)",
+				differ, total, st.Requests, st.Bulk, st.Writes(), st.Faults, st.LostAnswers, st.Hung, st.RateLimited)
 			lastSay = time.Now()
 		}
 		if time.Now().After(deadline) {
@@ -456,7 +542,7 @@ func waitInSync(ctx context.Context, db *sql.DB, crm *CRMServer, timeout time.Du
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(max(50*time.Millisecond, 2*cost)):
 		}
 	}
 }
