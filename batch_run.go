@@ -154,7 +154,7 @@ func (s *stream) startBatches(ctx context.Context, tasks []ClaimedTask, sent tim
 	var windowEnds time.Time
 	if s.rateLimit > 0 && len(batches) > 0 {
 		var granted int
-		granted, windowEnds = s.batchPermits(ctx, len(batches))
+		granted, windowEnds = s.takePermits(ctx, len(batches))
 		s.releaseUnrun(batches[granted:], "the stream's rate limit was reached")
 		batches = batches[:granted]
 	}
@@ -221,23 +221,6 @@ func (s *stream) group(runs []*taskRun) [][]*taskRun {
 		batches[i] = append(batches[i], r)
 	}
 	return batches
-}
-
-// batchPermits takes up to want run permits (one per call) from the
-// stream's cluster-wide rate limit; when fewer are granted it also returns
-// when the window ends.
-func (s *stream) batchPermits(ctx context.Context, want int) (int, time.Time) {
-	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
-	defer cancel()
-	granted, ends, err := s.m.driver.(StreamLimiter).TakeRunPermits(callCtx, s.name, want, s.rateLimit, s.ratePer)
-	if err != nil {
-		s.faults.fail(err)
-		return 0, time.Now().Add(s.m.cfg.pollInterval)
-	}
-	if granted >= want {
-		return want, time.Time{}
-	}
-	return granted, ends
 }
 
 // releaseUnrun hands the tasks of batches back to the queue (READY) without

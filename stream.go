@@ -24,7 +24,8 @@ type stream struct {
 	// rateLimit runs per ratePer across the cluster (0: no limit).
 	rateLimit        int
 	ratePer          time.Duration
-	holdOnRetryAfter bool // a run asking for a Retry-After holds the stream cluster-wide
+	window           rateWindow // this process's permits in the current window (stream_rate.go)
+	holdOnRetryAfter bool       // a run asking for a Retry-After holds the stream cluster-wide
 	// batchMax is 0 in a stream of task actions; in one of batch actions
 	// it is their largest batch, and a slot runs a batch (batch_run.go).
 	batchMax int
@@ -185,9 +186,15 @@ func (s *stream) claimLoop(ctx context.Context) {
 		if !s.takeSlot() {
 			return
 		}
+		// A rate-limited stream claims no more runs than a window allows:
+		// the rest would go back to the queue unrun.
+		most := m.cfg.batchSize
+		if s.rateLimit > 0 {
+			most = min(most, s.rateLimit)
+		}
 		n := 1
 	more:
-		for n < m.cfg.batchSize {
+		for n < most {
 			select {
 			case s.slots <- struct{}{}:
 				n++
@@ -229,7 +236,7 @@ func (s *stream) claimLoop(ctx context.Context) {
 		}
 		s.faults.ok()
 		if !windowEnds.IsZero() { // the window's permits are used up
-			if !s.wait(ctx, time.Until(windowEnds)) {
+			if !s.sleepUntil(ctx, windowEnds) {
 				return
 			}
 			continue
@@ -314,6 +321,19 @@ func (s *stream) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// sleepUntil blocks until at, deaf to nudges (a claim before then would
+// find no permits); false when the stream stops first.
+func (s *stream) sleepUntil(ctx context.Context, at time.Time) bool {
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // holdExclusive reports whether this process holds the stream's cluster-wide
 // lock, trying to take it when it does not.
 func (s *stream) holdExclusive(ctx context.Context) bool {
@@ -353,32 +373,6 @@ func (s *stream) releaseExclusive(ctx context.Context) error {
 		return fmt.Errorf("stream %q: release exclusive lock: %w", s.name, err)
 	}
 	return nil
-}
-
-// permit takes run permits for claimed tasks from the stream's cluster-wide
-// rate limit. Tasks beyond the permits granted go back to the queue unrun;
-// then it returns when the window ends, for the stream to wait that long.
-func (s *stream) permit(ctx context.Context, tasks []ClaimedTask) ([]ClaimedTask, time.Time) {
-	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
-	defer cancel()
-	granted, ends, err := s.m.driver.(StreamLimiter).TakeRunPermits(callCtx, s.name, len(tasks), s.rateLimit, s.ratePer)
-	if err != nil {
-		s.faults.fail(err)
-		granted, ends = 0, time.Now().Add(s.m.cfg.pollInterval)
-	}
-	if granted >= len(tasks) {
-		return tasks, time.Time{}
-	}
-	back := make([]Completion, 0, len(tasks)-granted)
-	for _, t := range tasks[granted:] {
-		back = append(back, Completion{Lease: t.Lease, State: TaskReady, Message: releasedUnrun + ": the stream's rate limit was reached"})
-	}
-	if _, err := s.m.driver.Finish(callCtx, back); err != nil {
-		// Their leases expire and they are rescued.
-		s.m.report(fmt.Errorf("stream %q: release tasks beyond the rate limit: %w", s.name, err))
-	}
-	s.m.returnBudget(len(back))
-	return tasks[:granted], ends
 }
 
 // hold keeps every process from claiming the stream's tasks until then: a

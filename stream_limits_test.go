@@ -1,6 +1,8 @@
 package queue_test
 
 import (
+	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"testing"
@@ -125,5 +127,36 @@ func TestRateLimitOptionChecked(t *testing.T) {
 		if err := sm.ConfigureStream("crm", opt); err == nil {
 			t.Fatal("a bad rate limit was accepted")
 		}
+	}
+}
+
+// TestRateLimitClaimsNoMoreThanAWindow: a rate-limited stream with more
+// slots than a window's permits claims no more than a window allows, so no
+// task is claimed only to go back to the queue unrun: with one manager,
+// every task is claimed once, single runs and batches alike.
+func TestRateLimitClaimsNoMoreThanAWindow(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []int{0, 5} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) {
+			t.Parallel()
+			e := newSMEnv(t)
+			ids := e.addDistinct(t, "crm.update", 20)
+			w := &claimWatcher{PostgresDriver: e.d}
+			sm := queue.NewSyncManager(w, queue.WithPollInterval(50*time.Millisecond))
+			requireNoError(t, sm.ConfigureStream("crm", queue.WithConcurrency(8), queue.WithRateLimit(2, 100*time.Millisecond)))
+			if batch > 0 {
+				requireNoError(t, sm.RegisterBatchHandler(queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
+					return every(len(tasks), queue.TaskResultSuccess, "")
+				}), "crm.update", batch, queue.InStream("crm")))
+			} else {
+				requireNoError(t, sm.RegisterTaskHandler(succeed, "crm.update", queue.InStream("crm")))
+			}
+			smRunUntilDone(t, sm, time.Minute)
+			for _, id := range ids {
+				if n := len(w.leasesOf(id)); n != 1 {
+					t.Fatalf("task %d was claimed %d times: claims took more than a window's permits and handed tasks back", id, n)
+				}
+			}
+		})
 	}
 }
