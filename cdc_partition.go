@@ -107,10 +107,13 @@ func (r *CDCRunnerAction) emitPartition(ctx context.Context, hash string, p cdcE
 
 // cdcLockPartition takes, for the rest of tx, the controller's lock shared
 // and then the locks of the partition's slots in ascending order, and sets
-// the diff's work_mem (see cdcLock). Lock and diff are separate statements,
+// the diff's work_mem: 24MB, less than an unpartitioned diff's (see
+// cdcLock), since each partition hashes a fraction of the rows (at 1M rows
+// and 2 partitions still one batch) while more of its statement's
+// tuplestores fill up at 5M rows. Lock and diff are separate statements,
 // so the diff's snapshot is taken once the locks are held.
 func (d *PostgresDriver) cdcLockPartition(ctx context.Context, tx *sql.Tx, controller string, partitions, partition int) error {
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared(hashtextextended('esync-cdc:' || $1::text, 0)), set_config('work_mem', '32MB', true)`,
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared(hashtextextended('esync-cdc:' || $1::text, 0)), set_config('work_mem', '24MB', true)`,
 		controller); err != nil {
 		return err
 	}
