@@ -71,8 +71,9 @@ func nestedPlans(t *testing.T, b *testBundle, run func(*sql.Tx) error) []string 
 }
 
 // Adding tasks to a queue analysed while idle reads the superseded rows by
-// id and the key's pending task through key_pending_idx, for one task and
-// for many: never a scan of the table.
+// id and the key's pending task through key_pending_idx, for one task, for
+// many, and for many with distinct keys (add_distinct): never a scan of
+// the table.
 func TestAddPlansDoNotDependOnStatistics(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -80,9 +81,13 @@ func TestAddPlansDoNotDependOnStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	addMany(t, b, 500, func(i int) queue.TaskSpec { return queue.TaskSpec{Name: "job", Key: fmt.Sprintf("k%d", i%50)} })
-	fn := pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table()+"_add")
-	for _, keys := range [][]string{{"k1"}, {"k1", "k2", "k1", "new"}} {
-		n := len(keys)
+	add := pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table()+"_add")
+	addDistinct := pq.QuoteIdentifier(b.driver.Schema()) + "." + pq.QuoteIdentifier(b.driver.Table()+"_add_distinct")
+	for _, c := range []struct {
+		fn   string
+		keys []string
+	}{{add, []string{"k1"}}, {add, []string{"k1", "k2", "k1", "new"}}, {addDistinct, []string{"k1", "k2", "new"}}} {
+		fn, keys, n := c.fn, c.keys, len(c.keys)
 		plans := nestedPlans(t, b, func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(b.ctx, `SELECT `+fn+`($1, $2, $3, $4, $5, $6, '')`,
 				pq.Array(make([]string, n)), pq.Array(keys), pq.Array(repeat("{}", n)), pq.Array(make([]string, n)),

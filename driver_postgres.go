@@ -274,13 +274,17 @@ func (d *PostgresDriver) AddTasks(ctx context.Context, tx *sql.Tx, tasks []NewTa
 	var ids []int64
 	args := []any{pq.Array(names), pq.Array(keys), pq.Array(datas), pq.Array(by),
 		pq.Array(delays), pq.Array(maxAttempts), channel}
+	insert := d.q.insert
+	if n > 1 && distinct(keys) {
+		insert = d.q.insertDistinct
+	}
 	var row *sql.Row
 	if tx != nil {
 		// The caller's transaction may come from another *sql.DB, where
 		// the driver's statements are not prepared.
-		row = tx.QueryRowContext(ctx, d.q.insert, args...)
+		row = tx.QueryRowContext(ctx, insert, args...)
 	} else {
-		row = d.stmts.queryRow(ctx, d.q.insert, args...)
+		row = d.stmts.queryRow(ctx, insert, args...)
 	}
 	err := row.Scan(pq.Array(&ids))
 	if err != nil {
@@ -359,6 +363,18 @@ func (d *PostgresDriver) Finish(ctx context.Context, completions []Completion) (
 		return nil, fmt.Errorf("queue: finish: %w", err)
 	}
 	return readIDs(rows)
+}
+
+// distinct reports whether no key appears twice in keys.
+func distinct(keys []string) bool {
+	seen := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			return false
+		}
+		seen[k] = struct{}{}
+	}
+	return true
 }
 
 // ExtendLeases pushes the expiry of held leases to now plus dur.

@@ -51,11 +51,11 @@ func (n sqlNames) render(name, text string) string {
 // postgresQueries is every statement the driver runs, rendered once for its
 // schema and table.
 type postgresQueries struct {
-	insert, claim, finish, extend, rescueSelect, rescue, deleteFinished                string
-	get, list, listNewest, count, countByState, cancel, cancelKey, retry               string
-	cancelUnhandled, scheduleRun, cdcSynced                                            string
-	takePermits, holdStream, cancelRequested, pauseStream, resumeStream, pausedStreams string
-	exclusiveTake, exclusiveRenew, exclusiveRelease, exclusiveHeld                     string
+	insert, insertDistinct, claim, finish, extend, rescueSelect, rescue, deleteFinished string
+	get, list, listNewest, count, countByState, cancel, cancelKey, retry                string
+	cancelUnhandled, scheduleRun, cdcSynced                                             string
+	takePermits, holdStream, cancelRequested, pauseStream, resumeStream, pausedStreams  string
+	exclusiveTake, exclusiveRenew, exclusiveRelease, exclusiveHeld                      string
 }
 
 func renderQueries(n sqlNames) postgresQueries {
@@ -63,6 +63,9 @@ func renderQueries(n sqlNames) postgresQueries {
 		// Arrays in, the new IDs out in input order: see the add function
 		// in migrations/020_claim_by_due_time.sql.
 		insert: n.render("insert", `SELECT {{.QObj "add"}}($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::int[], $7::text)`),
+		// The same for a call whose keys are all distinct: see
+		// migrations/023_add_distinct_keys.sql.
+		insertDistinct: n.render("insertDistinct", `SELECT {{.QObj "add_distinct"}}($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::int[], $7::text)`),
 
 		// A claim for a paused stream ($4) takes nothing: LIMIT 0 ends the
 		// claim's walk before it reads a row. Nor does the claim of an

@@ -2,6 +2,8 @@ package queue_test
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -148,5 +150,39 @@ func TestClaimFindsTaskOfLongAddTransaction(t *testing.T) {
 			t.Fatal("the task of the long transaction was never claimed")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An AddMany whose keys are all distinct (add_distinct) supersedes each
+// key's pending task as one with a key twice does: the new task takes the
+// older one's place in the queue, a task added with a delay leaves one due
+// before it alone, and a key with no pending task just gets its task.
+func TestAddManyDistinctKeysSupersedes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	oldK := b.add(t, "job", "K", nil)
+	oldL := b.add(t, "job", "L", nil, queue.WithDelay(time.Hour))
+	oldP := b.add(t, "job", "P", nil)
+	ids, err := b.tm.AddMany(b.ctx, []queue.TaskSpec{
+		{Name: "job", Key: "K"},
+		{Name: "job", Key: "L"},
+		{Name: "job", Key: "N"},
+		{Name: "job", Key: "P", Options: []queue.AddOption{queue.WithDelay(time.Hour)}},
+	})
+	requireNoError(t, err)
+	newK, newL, newN, newP := ids[0], ids[1], ids[2], ids[3]
+	for old, by := range map[int64]int64{oldK: newK, oldL: newL} {
+		if r := b.row(t, old); r.State != string(queue.TaskSuperseded) || r.SupersededBy.Int64 != by {
+			t.Fatalf("task %d: %s by %v, want SUPERSEDED by %d", old, r.State, r.SupersededBy, by)
+		}
+	}
+	b.requireState(t, queue.TaskReady, newK, newL, newN, oldP, newP)
+	if got, want := b.row(t, newK).DoAfter, b.row(t, oldK).DoAfter; !got.Equal(want) {
+		t.Fatalf("the new task of K is due %s, want the place of the one it superseded (%s)", got, want)
+	}
+	got := claimedIDs(b.claim(t, 10, "job"))
+	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
+	if want := []int64{oldP, newK, newL, newN}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("claimed %v, want %v: P's due task and the new tasks of K, L and N (P's new task is due later)", got, want)
 	}
 }
