@@ -173,7 +173,10 @@ func (s *stream) startBatches(ctx context.Context, tasks []ClaimedTask, sent tim
 
 // topUp waits, up to the longest batch wait of the stream's handlers, for
 // more due tasks to join runs, claiming them as they are announced (and
-// once more at the end of the wait), until limit are claimed.
+// once more at the end of the wait), until limit are claimed. It stops
+// waiting as soon as one of the runs has ended (its lease could not be
+// extended): the call then starts at once, cancelled, rather than hold
+// the tasks past their leases.
 func (s *stream) topUp(ctx context.Context, runs []*taskRun, limit int) []*taskRun {
 	var wait time.Duration
 	for _, name := range s.names {
@@ -184,11 +187,18 @@ func (s *stream) topUp(ctx context.Context, runs []*taskRun, limit int) []*taskR
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	check := time.NewTicker(s.m.leases.leaseTick())
+	defer check.Stop()
 	for last := false; !last && len(runs) < limit; {
 		select {
 		case <-s.wake:
 		case <-t.C:
 			last = true
+		case <-check.C:
+			if anyEnded(runs) {
+				return runs
+			}
+			continue
 		case <-s.quit:
 			return runs
 		}
@@ -204,6 +214,16 @@ func (s *stream) topUp(ctx context.Context, runs []*taskRun, limit int) []*taskR
 		}
 	}
 	return runs
+}
+
+// anyEnded reports whether the context of one of runs has ended.
+func anyEnded(runs []*taskRun) bool {
+	for _, r := range runs {
+		if r.ctx.cause() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // group splits runs into batches: by name in the order claimed, each at

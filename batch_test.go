@@ -564,3 +564,74 @@ func TestCDCWrapBatch(t *testing.T) {
 		t.Fatalf("pending after the second diff: %v, want create:7", pending)
 	}
 }
+
+// TestBatchWaitEndsWhenLeasesFail: a batch waiting for company stops
+// waiting once the leases of the tasks it holds cannot be extended: the
+// call starts at once, its context ended with ErrLeaseLost, instead of
+// after its wait, when the leases would long have expired.
+func TestBatchWaitEndsWhenLeasesFail(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	f := newFaultDriver(e.d)
+	f.set(faultFail, "ExtendLeases")
+	e.add(t, "bulk", "k", nil)
+	cause := make(chan error, 1)
+	sm := queue.NewSyncManager(f, queue.WithLease(300*time.Millisecond))
+	sm.SetErrorHandler(func(error) {})
+	requireNoError(t, sm.RegisterBatchHandler(queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
+		cause <- context.Cause(ctx)
+		return every(len(tasks), queue.TaskResultRetryFailure, "not sent")
+	}), "bulk", 10, queue.WithBatchWait(time.Minute)))
+	smStart(t, sm)
+	select {
+	case err := <-cause:
+		if !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("the call's context ended with %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the batch went on waiting for company while its leases could not be extended")
+	}
+}
+
+// TestBatchReleasedWhenStopWaitsForSlot: tasks of a second batch that wait
+// for a slot of their stream when it stops go back to the queue unrun,
+// their attempt not counted.
+func TestBatchReleasedWhenStopWaitsForSlot(t *testing.T) {
+	t.Parallel()
+	e := newSMEnv(t)
+	a1, a2 := e.add(t, "a", "a1", nil), e.add(t, "a", "a2", nil)
+	b1, b2 := e.add(t, "b", "b1", nil), e.add(t, "b", "b2", nil)
+	inside := make(chan struct{})
+	sm := queue.NewSyncManager(e.d)
+	call := queue.BatchActionFunc(func(ctx context.Context, tasks []queue.Task) []queue.BatchResult {
+		close(inside)
+		<-ctx.Done()
+		return every(len(tasks), queue.TaskResultRetryFailure, "cut short")
+	})
+	requireNoError(t, sm.RegisterBatchHandler(call, "a", 5, queue.InStream("crm")))
+	requireNoError(t, sm.RegisterBatchHandler(call, "b", 5, queue.InStream("crm")))
+	requireNoError(t, sm.Start(context.Background()))
+	<-inside
+	// One claim took all four tasks; the second name's batch waits for the
+	// stream's only slot.
+	smEventually(t, 20*time.Second, "all four tasks claimed", func() bool {
+		return e.counts(t, "a")[queue.TaskInProgress]+e.counts(t, "b")[queue.TaskInProgress] == 4
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	requireNoError(t, sm.Shutdown(ctx))
+	first, waiting := []int64{a1, a2}, []int64{b1, b2}
+	if e.task(t, b1).Message == "released at shutdown before the action finished: cut short" {
+		first, waiting = waiting, first // the claim put b's batch first
+	}
+	for _, id := range waiting {
+		if task := e.task(t, id); task.State != queue.TaskReady || task.Attempt != 0 || !strings.Contains(task.Message, "released unrun: the manager stopped") {
+			t.Fatalf("task %d of the batch waiting for a slot: %s, attempt %d, %q; want READY, released unrun, no attempt counted", id, task.State, task.Attempt, task.Message)
+		}
+	}
+	for _, id := range first {
+		if task := e.task(t, id); task.State != queue.TaskReady || !strings.Contains(task.Message, "released at shutdown") {
+			t.Fatalf("task %d of the running call: %s %q, want READY, released at shutdown", id, task.State, task.Message)
+		}
+	}
+}
