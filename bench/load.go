@@ -20,20 +20,46 @@ import (
 
 // arrivals records when each task of a steady load is added and, as it
 // starts, how long it waited: insert→start as runLatency times it, for
-// tasks that arrive while others run.
+// tasks that arrive while others run. It splits the wait in two: the add
+// call itself (its commit included), and from the add's return to the
+// start (the runner's part).
 type arrivals struct {
-	mu    sync.Mutex
-	added map[int]time.Time
-	waits latencies // of the tasks started since the last take
+	mu     sync.Mutex
+	tasks  map[int]*arrival // tasks added and not both returned and started
+	waits  latencies        // insert→start of the tasks started since the last take
+	adds   latencies        // add calls that returned since the last take
+	runner latencies        // add's return→start, of the tasks started since the last take
 }
 
-func newArrivals() *arrivals { return &arrivals{added: map[int]time.Time{}} }
+// arrival is one task's times.
+type arrival struct {
+	added, returned time.Time // zero until they happen
+	started         bool
+}
+
+func newArrivals() *arrivals { return &arrivals{tasks: map[int]*arrival{}} }
 
 // add notes that task n is added now (just before its insert).
 func (a *arrivals) add(n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.added[n] = time.Now()
+	a.tasks[n] = &arrival{added: time.Now()}
+}
+
+// addReturned notes that the add of task n returned now. The task may
+// have started already (the runner saw its commit before the producer).
+func (a *arrivals) addReturned(n int) {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t, ok := a.tasks[n]; ok {
+		a.adds = append(a.adds, now.Sub(t.added))
+		t.returned = now
+		if t.started {
+			a.runner = append(a.runner, 0)
+			delete(a.tasks, n)
+		}
+	}
 }
 
 // start notes that task n starts now. A second run of a task (after a
@@ -42,19 +68,26 @@ func (a *arrivals) start(n int) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if at, ok := a.added[n]; ok {
-		a.waits = append(a.waits, now.Sub(at))
-		delete(a.added, n)
+	t, ok := a.tasks[n]
+	if !ok || t.started {
+		return
+	}
+	t.started = true
+	a.waits = append(a.waits, now.Sub(t.added))
+	if !t.returned.IsZero() {
+		a.runner = append(a.runner, now.Sub(t.returned))
+		delete(a.tasks, n)
 	}
 }
 
-// take returns the waits of the tasks started since the last take.
-func (a *arrivals) take() latencies {
+// take returns the waits of the tasks started since the last take, the
+// add calls returned since then, and the runner's part of the waits.
+func (a *arrivals) take() (waits, adds, runner latencies) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	w := a.waits
-	a.waits = nil
-	return w
+	waits, adds, runner = a.waits, a.adds, a.runner
+	a.waits, a.adds, a.runner = nil, nil, nil
+	return waits, adds, runner
 }
 
 // phase is one stretch of a steady load.
@@ -69,6 +102,8 @@ type phase struct {
 type phaseFigures struct {
 	added, ran float64   // tasks per second added, and started
 	waits      latencies // insert→start of the tasks that started during the phase
+	adds       latencies // the add calls of the phase, commit included
+	runner     latencies // add's return→start of the tasks that started during the phase
 	backlog    int       // tasks waiting to start at the phase's end
 	deadTuples int64     // n_dead_tup of the queue table at the phase's end
 	tableBytes int64     // pg_total_relation_size of the queue table then
@@ -170,7 +205,7 @@ func runPhase(ctx context.Context, t loadTarget, db *sql.DB, rec *arrivals, next
 		return f, err
 	}
 	elapsed := time.Since(start)
-	f.waits = rec.take()
+	f.waits, f.adds, f.runner = rec.take()
 	f.added, f.ran = rate(added, elapsed), rate(len(f.waits), elapsed)
 	if f.backlog, err = t.pending(ctx); err != nil {
 		return f, err
@@ -196,6 +231,7 @@ func produce(ctx context.Context, perSecond int, d time.Duration, producers int,
 				if err := add(ctx, n); err != nil {
 					return err
 				}
+				rec.addReturned(n)
 				added.Add(1)
 			}
 			return nil

@@ -42,6 +42,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,6 +137,9 @@ func defaultConfig() config {
 	}
 }
 
+// onlyParts are the parts -only can name.
+var onlyParts = []string{"drains", "shapes", "cdc", "retention", "mixed", "latency", "dashboard", "xmin"}
+
 func main() {
 	cfg := defaultConfig()
 	flag.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "interleaved rounds (esync, River, esync, …) per metric")
@@ -166,7 +170,7 @@ func main() {
 	flag.IntVar(&cfg.CDCBulkMax, "cdc-bulk-max", cfg.CDCBulkMax, "most tasks in the bulk insert the CDC first sync is compared with (it inserts min(-cdc-rows, this))")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
-	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "shapes", "cdc", "retention", "mixed", "latency", "dashboard" or "xmin" (the last two are not part of the full run)`)
+	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "drains" (the two no-op drains), "shapes", "cdc", "retention", "mixed", "latency", "dashboard" or "xmin" (the last two are not part of the full run)`)
 	flag.IntVar(&cfg.DashboardTasks, "dashboard-tasks", cfg.DashboardTasks, "tasks in the queue behind the dashboard's pages (-only dashboard)")
 	flag.IntVar(&cfg.DashboardRequests, "dashboard-requests", cfg.DashboardRequests, "timed requests per dashboard page (-only dashboard)")
 	flag.BoolVar(&cfg.Fast, "fast", false, "start the server with fsync, synchronous_commit and full_page_writes off instead of durable (no effect with DATABASE_URL, whose server is used as it is, or with -pooler)")
@@ -240,8 +244,8 @@ func (c config) validate() error {
 		return fmt.Errorf("-timeout must be positive")
 	case c.RetentionN < 1 || c.RetentionDrainRate < 1 || c.RetentionDrainFor <= 0:
 		return fmt.Errorf("-retention-n and -retention-drain-rate must be at least 1, -retention-drain-for positive")
-	case c.Only != "" && c.Only != "shapes" && c.Only != "cdc" && c.Only != "retention" && c.Only != "mixed" && c.Only != "latency" && c.Only != "dashboard" && c.Only != "xmin":
-		return fmt.Errorf(`-only takes "cdc", "retention", "mixed", "latency", "dashboard" or "xmin" (or nothing)`)
+	case c.Only != "" && !slices.Contains(onlyParts, c.Only):
+		return fmt.Errorf("-only takes %s (or nothing)", strings.Join(onlyParts, ", "))
 	case c.ShapeDue < 1 || c.ShapeLater < 1 || c.ShapeHot < 1 || c.ShapeBusyKeys < 1 || c.ShapeBusyEach < 1 || c.ShapeDone < 1:
 		return fmt.Errorf("-shape-due, -shape-later, -shape-hot, -shape-busy-keys, -shape-busy-each and -shape-done must be at least 1")
 	case c.Producers < 1 || c.MixedRate < 1 || c.MixedFor <= 0:

@@ -12,7 +12,7 @@ import (
 // rounds.
 type mixedFigures struct {
 	added, ran, backlog []float64
-	waits               latencies
+	waits, adds, runner latencies
 }
 
 // runMixed measures the mixed workload in interleaved rounds, each side on
@@ -33,10 +33,12 @@ func runMixed(ctx context.Context, srv *queuetest.Server, cfg config, w io.Write
 			side, f := loadSides[si], &figs[si]
 			err := runLoad(ctx, srv, cfg, side, load, func(_ phase, p phaseFigures) {
 				f.added, f.ran, f.backlog = append(f.added, p.added), append(f.ran, p.ran), append(f.backlog, float64(p.backlog))
-				f.waits = append(f.waits, p.waits...)
-				fmt.Fprintf(w, "round %d  %s  %-5s added %s/s  ran %s/s  insert→start p50 %s p99 %s  backlog at the end %d\n",
+				f.waits, f.adds, f.runner = append(f.waits, p.waits...), append(f.adds, p.adds...), append(f.runner, p.runner...)
+				fmt.Fprintf(w, "round %d  %s  %-5s added %s/s  ran %s/s  insert→start p50 %s p99 %s (the add p50 %s p99 %s, then to the start p50 %s p99 %s)  backlog at the end %d\n",
 					round, title, side.name, formatRate(p.added), formatRate(p.ran),
-					formatWait(p.waits.quantile(0.5)), formatWait(p.waits.quantile(0.99)), p.backlog)
+					formatWait(p.waits.quantile(0.5)), formatWait(p.waits.quantile(0.99)),
+					formatWait(p.adds.quantile(0.5)), formatWait(p.adds.quantile(0.99)),
+					formatWait(p.runner.quantile(0.5)), formatWait(p.runner.quantile(0.99)), p.backlog)
 			})
 			if err != nil {
 				return err
@@ -54,6 +56,10 @@ func runMixed(ctx context.Context, srv *queuetest.Server, cfg config, w io.Write
 		{"tasks run/s (median)", median(e.ran), median(r.ran), formatRate},
 		{"insert→start p50 (all rounds)", float64(e.waits.quantile(0.5)), float64(r.waits.quantile(0.5)), formatWaitNs},
 		{"insert→start p99 (all rounds)", float64(e.waits.quantile(0.99)), float64(r.waits.quantile(0.99)), formatWaitNs},
+		{"the add call alone, commit included, p50", float64(e.adds.quantile(0.5)), float64(r.adds.quantile(0.5)), formatWaitNs},
+		{"the add call alone, commit included, p99", float64(e.adds.quantile(0.99)), float64(r.adds.quantile(0.99)), formatWaitNs},
+		{"from the add's return to the start, p50", float64(e.runner.quantile(0.5)), float64(r.runner.quantile(0.5)), formatWaitNs},
+		{"from the add's return to the start, p99", float64(e.runner.quantile(0.99)), float64(r.runner.quantile(0.99)), formatWaitNs},
 		{"backlog at the end (median)", median(e.backlog), median(r.backlog), formatRate},
 	} {
 		ratio := "—"
