@@ -64,6 +64,9 @@ func TestBenchSmoke(t *testing.T) {
 		"(to the baseline: ",
 		"| tasks run/s (median) |",
 		"| insert→start p99 (all rounds) |",
+		"| the add call alone, commit included, p99 |",
+		"| from the add's return to the start, p50 |",
+		"| the insert call alone (Add, Insert), p50 |",
 		"| backlog at the end (median) |",
 		"| p50 |",
 		"| p99 |",
@@ -73,6 +76,42 @@ func TestBenchSmoke(t *testing.T) {
 		"| first sync / that bulk insert |",
 		"| diff, 1% changed: source rows/s (median of 3 diffs a round) |",
 		"1 partitions | 2 partitions |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
+// TestBenchDesignsSmoke runs -only designs at tiny sizes: every claim
+// design drains its tasks, the producers of both add designs add theirs,
+// and the plain insert inserts.
+func TestBenchDesignsSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := defaultConfig()
+	cfg.Only, cfg.Rounds = "designs", 1
+	cfg.InsertN, cfg.DrainN, cfg.Producers = 100, 300, 4
+	cfg.Timeout = 2 * time.Minute
+	var out bytes.Buffer
+	if err := run(ctx, cfg, &out); err != nil {
+		if os.Getenv(queuetest.RequireEnv) == "" && strings.Contains(err.Error(), "no PostgreSQL available") {
+			t.Skip(err)
+		}
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	for _, want := range []string{
+		"| no-op drain of 300, esync's claim (tasks/s) |",
+		"| no-op drain of 300, one statement, one pending task per key (tasks/s) |",
+		"| no-op drain of 300, no per-key guarantees (tasks/s) |",
+		"| 4 producers adding 250 single tasks each to one key, esync's add (tasks added/s) |",
+		"| 4 producers adding 250 single tasks each to one key, adds that wait for each other (one pending task per key) (tasks added/s) |",
+		"| bulk insert, 100 in one call, superseding nothing (tasks/s) |",
+		"stays open 1s: ",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)

@@ -18,7 +18,7 @@ import (
 type goCost struct {
 	cpu      time.Duration
 	mallocs  uint64
-	postgres map[int]int64 // CPU ticks of each PostgreSQL process
+	postgres map[int]time.Duration // CPU time of each PostgreSQL process
 }
 
 func readGoCost() goCost {
@@ -26,7 +26,7 @@ func readGoCost() goCost {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru) // cannot fail for RUSAGE_SELF
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return goCost{time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ms.Mallocs, postgresTicks()}
+	return goCost{time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ms.Mallocs, postgresCPU()}
 }
 
 // perTask says what the process, and PostgreSQL when it runs on this
@@ -35,22 +35,22 @@ func (c goCost) perTask(n int) string {
 	now := readGoCost()
 	out := fmt.Sprintf("Go %.1f µs CPU, %.0f allocations a task",
 		float64((now.cpu-c.cpu).Nanoseconds())/1e3/float64(n), float64(now.mallocs-c.mallocs)/float64(n))
-	var ticks int64
+	var spent time.Duration
 	for pid, to := range now.postgres {
-		ticks += to - c.postgres[pid] // a process started since counts whole
+		spent += to - c.postgres[pid] // a process started since counts whole
 	}
-	if ticks > 0 {
-		out += fmt.Sprintf("; PostgreSQL %.1f µs CPU a task", float64(ticks)*1e6/clockTicks/float64(n))
+	if spent > 0 {
+		out += fmt.Sprintf("; PostgreSQL %.1f µs CPU a task", float64(spent.Nanoseconds())/1e3/float64(n))
 	}
 	return out
 }
 
-// postgresTicks reads the CPU ticks of every process on this machine named
+// postgresCPU reads the CPU time of every process on this machine named
 // postgres (the postmaster, its backends and background processes); empty
 // when the server runs elsewhere. A process that exits takes what it spent
 // with it.
-func postgresTicks() map[int]int64 {
-	out := map[int]int64{}
+func postgresCPU() map[int]time.Duration {
+	out := map[int]time.Duration{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return out
@@ -64,7 +64,21 @@ func postgresTicks() map[int]int64 {
 		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
 			continue
 		}
-		out[pid] = cpuTicks(e.Name())
+		out[pid] = processCPU(e.Name())
 	}
 	return out
+}
+
+// processCPU is the CPU time a single-threaded process has spent: in
+// nanoseconds from /proc/<pid>/schedstat, else in clock ticks from
+// /proc/<pid>/stat.
+func processCPU(pid string) time.Duration {
+	if b, err := os.ReadFile("/proc/" + pid + "/schedstat"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if ns, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				return time.Duration(ns)
+			}
+		}
+	}
+	return time.Duration(cpuTicks(pid)) * time.Second / clockTicks
 }

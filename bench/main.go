@@ -138,7 +138,7 @@ func defaultConfig() config {
 }
 
 // onlyParts are the parts -only can name.
-var onlyParts = []string{"drains", "shapes", "cdc", "retention", "mixed", "latency", "dashboard", "xmin"}
+var onlyParts = []string{"drains", "designs", "shapes", "cdc", "retention", "mixed", "latency", "dashboard", "xmin"}
 
 func main() {
 	cfg := defaultConfig()
@@ -170,7 +170,7 @@ func main() {
 	flag.IntVar(&cfg.CDCBulkMax, "cdc-bulk-max", cfg.CDCBulkMax, "most tasks in the bulk insert the CDC first sync is compared with (it inserts min(-cdc-rows, this))")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest any one measurement may take")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
-	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "drains" (the two no-op drains), "shapes", "cdc", "retention", "mixed", "latency", "dashboard" or "xmin" (the last two are not part of the full run)`)
+	flag.StringVar(&cfg.Only, "only", "", `measure one part alone: "drains" (the two no-op drains), "designs" (esync's claim against claims of other designs on its table), "shapes", "cdc", "retention", "mixed", "latency", "dashboard" or "xmin" (the last two are not part of the full run)`)
 	flag.IntVar(&cfg.DashboardTasks, "dashboard-tasks", cfg.DashboardTasks, "tasks in the queue behind the dashboard's pages (-only dashboard)")
 	flag.IntVar(&cfg.DashboardRequests, "dashboard-requests", cfg.DashboardRequests, "timed requests per dashboard page (-only dashboard)")
 	flag.BoolVar(&cfg.Fast, "fast", false, "start the server with fsync, synchronous_commit and full_page_writes off instead of durable (no effect with DATABASE_URL, whose server is used as it is, or with -pooler)")

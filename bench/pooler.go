@@ -86,7 +86,7 @@ func runPooler(ctx context.Context, cfg config, w io.Writer) error {
 			if err != nil {
 				return err
 			}
-			l, err := esyncLatency(ctx, p.dsn(srv, name), cfg, p.opts(srv, name)...)
+			l, _, err := esyncLatency(ctx, p.dsn(srv, name), cfg, p.opts(srv, name)...)
 			srv.DropDatabase(context.WithoutCancel(ctx), name)
 			if err != nil {
 				return fmt.Errorf("%s: latency: %w", p.name, err)

@@ -164,15 +164,13 @@ func runOn(ctx context.Context, srv *queuetest.Server, cfg config, w io.Writer) 
 		return runDashboard(ctx, srv, cfg, w)
 	case "xmin":
 		return runXmin(ctx, srv, cfg, w)
-	case "drains":
-		ms := metrics(cfg, freshDatabases{srv: srv, cfg: cfg})[2:4]
-		if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {
-			return err
-		}
-		printTable(w, ms)
-		return nil
-	case "shapes":
-		ms := shapeMetrics(cfg, freshDatabases{srv: srv, cfg: cfg})
+	case "drains", "designs", "shapes":
+		fresh := freshDatabases{srv: srv, cfg: cfg}
+		ms := map[string]func() []*metric{
+			"drains":  func() []*metric { return metrics(cfg, fresh)[2:4] },
+			"designs": func() []*metric { return designMetrics(cfg, fresh) },
+			"shapes":  func() []*metric { return shapeMetrics(cfg, fresh) },
+		}[cfg.Only]()
 		if err := runRounds(ctx, cfg.Rounds, ms, w); err != nil {
 			return err
 		}
