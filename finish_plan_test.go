@@ -83,5 +83,10 @@ func TestFinishPlansDoNotDependOnStatistics(t *testing.T) {
 				t.Errorf("%s of %d has a %s node:\n%s", c.what, n, bad, all)
 			}
 		}
+		// The update takes its rows in id order (migration 024): a merge
+		// join reads the table through its primary key.
+		if c.what == "finish" && (!strings.Contains(shapes, "Merge Join") || strings.Contains(shapes, "Hash Join")) {
+			t.Errorf("finish of %d does not meet its rows in a merge join:\n%s", n, all)
+		}
 	}
 }

@@ -1,5 +1,6 @@
--- Writing results and extending leases, as they run today (they replace
--- the statements the driver sent itself before this version).
+-- Writing results and extending leases (they replace the statements the
+-- driver sent itself before this version). Extending leases runs as it is
+-- here; writing results runs as 024_finish_in_id_order.sql has it.
 --
 -- Functions for the same reason as the claim and the add function
 -- (020_claim_by_due_time.sql): their plans must not depend on statistics.
