@@ -96,14 +96,7 @@ func TestBenchDesignsSmoke(t *testing.T) {
 	cfg.Only, cfg.Rounds = "designs", 1
 	cfg.InsertN, cfg.DrainN, cfg.Producers = 100, 300, 4
 	cfg.Timeout = 2 * time.Minute
-	var out bytes.Buffer
-	if err := run(ctx, cfg, &out); err != nil {
-		if os.Getenv(queuetest.RequireEnv) == "" && strings.Contains(err.Error(), "no PostgreSQL available") {
-			t.Skip(err)
-		}
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
-	t.Log("\n" + out.String())
+	out := runSmoke(ctx, t, cfg)
 	for _, want := range []string{
 		"| no-op drain of 300, esync's claim (tasks/s) |",
 		"| no-op drain of 300, one statement, one pending task per key (tasks/s) |",
@@ -119,6 +112,22 @@ func TestBenchDesignsSmoke(t *testing.T) {
 	}
 }
 
+// runSmoke runs the bench with cfg on a server of its own and returns its
+// output; it skips the test when no PostgreSQL can be started (and none is
+// required).
+func runSmoke(ctx context.Context, t *testing.T, cfg config) *bytes.Buffer {
+	t.Helper()
+	var out bytes.Buffer
+	if err := run(ctx, cfg, &out); err != nil {
+		if os.Getenv(queuetest.RequireEnv) == "" && strings.Contains(err.Error(), "no PostgreSQL available") {
+			t.Skip(err)
+		}
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	return &out
+}
+
 // TestBenchXminSmoke runs the pinned-xmin phases of both sides at a low
 // rate and for a second each: every phase must report its row.
 func TestBenchXminSmoke(t *testing.T) {
@@ -130,14 +139,7 @@ func TestBenchXminSmoke(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.Only, cfg.Producers, cfg.XminRate = "xmin", 4, 100
 	cfg.XminBaseline, cfg.XminHold, cfg.XminRecovery, cfg.XminSurge = time.Second, time.Second, time.Second, time.Second
-	var out bytes.Buffer
-	if err := run(ctx, cfg, &out); err != nil {
-		if os.Getenv(queuetest.RequireEnv) == "" && strings.Contains(err.Error(), "no PostgreSQL available") {
-			t.Skip(err)
-		}
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
-	t.Log("\n" + out.String())
+	out := runSmoke(ctx, t, cfg)
 	wants := []string{"pinned xmin, esync", "pinned xmin, River", "| xmin pinned | 1s | 100 |", "| 1.5× load | 1s | 150 |"}
 	if os.Getenv("DATABASE_URL") == "" {
 		wants = append(wants, "durability: fsync=on synchronous_commit=on full_page_writes=on")

@@ -126,16 +126,15 @@ const claimedColumns = `id, task_key, task_name, date_part('epoch', coalesce(cre
 // designWork is one worker of a design's drain: claim, then Finish the
 // claimed tasks DONE through esync's finish, until nothing is pending.
 func (b *esyncBench) designWork(ctx context.Context, claim string, ran *atomic.Int64) error {
-	db := b.driver.DB()
 	names := pq.Array([]string{noopTaskName})
-	pending := queue.TaskFilter{Name: noopTaskName, States: []queue.TaskState{queue.TaskReady, queue.TaskRetry}}
 	var done []queue.Completion
-	for {
+	return b.finishUntilDrained(ctx, ran, func(ctx context.Context) ([]queue.Completion, error) {
 		token := newToken()
-		rows, err := db.QueryContext(ctx, claim, names, b.cfg.ClaimLimit, token)
+		rows, err := b.driver.DB().QueryContext(ctx, claim, names, b.cfg.ClaimLimit, token)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		defer rows.Close()
 		done = done[:0]
 		cols := make([]any, 16)
 		for i := range cols {
@@ -146,39 +145,16 @@ func (b *esyncBench) designWork(ctx context.Context, claim string, ran *atomic.I
 		cols[0], cols[6] = &id, &data
 		for rows.Next() {
 			if err := rows.Scan(cols...); err != nil {
-				rows.Close()
-				return err
+				return nil, err
 			}
 			var decoded map[string]any // as the driver decodes a task's data
 			if err := json.Unmarshal(data, &decoded); err != nil {
-				rows.Close()
-				return err
+				return nil, err
 			}
 			done = append(done, queue.Completion{Lease: queue.Lease{TaskID: id, Token: token}, State: queue.TaskDone})
 		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if len(done) == 0 {
-			left, err := b.driver.CountTasks(ctx, pending)
-			if err != nil {
-				return err
-			}
-			if left == 0 {
-				return nil
-			}
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		lost, err := b.driver.Finish(ctx, done)
-		if err != nil {
-			return err
-		}
-		if len(lost) > 0 {
-			return fmt.Errorf("%d results not written: leases lost", len(lost))
-		}
-		ran.Add(int64(len(done)))
-	}
+		return done, rows.Close()
+	})
 }
 
 // newToken is a random UUID (version 4), one per claim as esync's claim

@@ -192,14 +192,28 @@ func (b *esyncBench) drain(ctx context.Context) (int, error) {
 // work is one drain worker: Claim → Finish until nothing is pending.
 func (b *esyncBench) work(ctx context.Context, ran *atomic.Int64) error {
 	params := queue.ClaimParams{Names: []string{noopTaskName}, Limit: b.cfg.ClaimLimit, Lease: time.Minute}
-	pending := queue.TaskFilter{Name: noopTaskName, States: []queue.TaskState{queue.TaskReady, queue.TaskRetry}}
 	var done []queue.Completion
-	for {
+	return b.finishUntilDrained(ctx, ran, func(ctx context.Context) ([]queue.Completion, error) {
 		claimed, err := b.driver.Claim(ctx, params)
+		done = done[:0]
+		for _, c := range claimed {
+			done = append(done, queue.Completion{Lease: c.Lease, State: queue.TaskDone})
+		}
+		return done, err
+	})
+}
+
+// finishUntilDrained claims (claim returns a DONE result for each task it
+// claimed) and writes the results until nothing is pending, counting the
+// tasks in ran.
+func (b *esyncBench) finishUntilDrained(ctx context.Context, ran *atomic.Int64, claim func(context.Context) ([]queue.Completion, error)) error {
+	pending := queue.TaskFilter{Name: noopTaskName, States: []queue.TaskState{queue.TaskReady, queue.TaskRetry}}
+	for {
+		done, err := claim(ctx)
 		if err != nil {
 			return err
 		}
-		if len(claimed) == 0 {
+		if len(done) == 0 {
 			// Nothing claimable: either the queue is drained, or the
 			// remaining keys were locked by concurrent claims.
 			left, err := b.driver.CountTasks(ctx, pending)
@@ -212,10 +226,6 @@ func (b *esyncBench) work(ctx context.Context, ran *atomic.Int64) error {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		done = done[:0]
-		for _, c := range claimed {
-			done = append(done, queue.Completion{Lease: c.Lease, State: queue.TaskDone})
-		}
 		lost, err := b.driver.Finish(ctx, done)
 		if err != nil {
 			return err
@@ -223,7 +233,7 @@ func (b *esyncBench) work(ctx context.Context, ran *atomic.Int64) error {
 		if len(lost) > 0 {
 			return fmt.Errorf("esync drain: %d leases lost", len(lost))
 		}
-		ran.Add(int64(len(claimed)))
+		ran.Add(int64(len(done)))
 	}
 }
 
