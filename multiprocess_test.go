@@ -49,10 +49,14 @@ CREATE TABLE mp_events (
 	task_key text,
 	started timestamptz NOT NULL,
 	ended timestamptz,
-	fire_at timestamptz); -- a schedule's firing
+	fire_at timestamptz, -- a schedule's firing
+	held boolean NOT NULL DEFAULT false); -- the run hangs until its process is killed
 CREATE INDEX ON mp_events (task_key, started);
 CREATE INDEX ON mp_events (task_id);
-CREATE TABLE mp_errors (pid int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), err text NOT NULL);`
+CREATE TABLE mp_errors (pid int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), err text NOT NULL);
+-- Processes whose next runs hang (the one the test kills in the middle of
+-- a run).
+CREATE TABLE mp_hold (pid int PRIMARY KEY);`
 
 // TestMultiProcessWorker is one worker process of TestMultiProcess; run
 // directly it skips. It works until its standard input closes, then stops
@@ -89,11 +93,16 @@ func TestMultiProcessWorker(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var ev int64
+			var hold bool
 			err := db.QueryRowContext(ctx, `
 INSERT INTO mp_events (pid, kind, task_id, task_key, started)
-VALUES ($1, 'task', $2, $3, clock_timestamp()) RETURNING id`, pid, task.ID, task.Key).Scan(&ev)
+VALUES ($1, 'task', $2, $3, clock_timestamp()) RETURNING id, EXISTS (SELECT 1 FROM mp_hold WHERE pid = $1)`,
+				pid, task.ID, task.Key).Scan(&ev, &hold)
 			if err != nil {
 				return queue.TaskResultRetryFailure, queue.TaskMessage(err.Error())
+			}
+			if hold {
+				mpHang(db, ev)
 			}
 			time.Sleep(time.Duration(2+rand.IntN(5)) * time.Millisecond)
 			if _, err := db.ExecContext(ctx, `UPDATE mp_events SET ended = clock_timestamp() WHERE id = $1`, ev); err != nil {
@@ -148,6 +157,15 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// mpHang marks the runs of events evs held and blocks until the process is
+// killed: the test kills a worker in the middle of these runs.
+func mpHang(db *sql.DB, evs ...int64) {
+	if _, err := db.Exec(`UPDATE mp_events SET held = true WHERE id = ANY($1)`, pq.Array(evs)); err != nil {
+		fmt.Fprintf(os.Stderr, "mark held: %v\n", err)
+	}
+	select {}
+}
+
 // mpBatchAction records one event per task of a call, as the task action
 // does for its one task: every task of the batch starts and ends with the
 // call.
@@ -167,16 +185,18 @@ func mpBatchAction(db *sql.DB, pid int) queue.BatchAction {
 		dbCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		var evs []int64
+		var hold bool
 		rows, err := db.QueryContext(dbCtx, `
 INSERT INTO mp_events (pid, kind, task_id, task_key, started)
-SELECT $1, 'task', id, key, clock_timestamp() FROM unnest($2::bigint[], $3::text[]) AS t (id, key) RETURNING id`,
+SELECT $1, 'task', id, key, clock_timestamp() FROM unnest($2::bigint[], $3::text[]) AS t (id, key)
+RETURNING id, EXISTS (SELECT 1 FROM mp_hold WHERE pid = $1)`,
 			pid, pq.Array(ids), pq.Array(keys))
 		if err != nil {
 			return fail(err)
 		}
 		for rows.Next() {
 			var ev int64
-			if err := rows.Scan(&ev); err != nil {
+			if err := rows.Scan(&ev, &hold); err != nil {
 				rows.Close()
 				return fail(err)
 			}
@@ -184,6 +204,9 @@ SELECT $1, 'task', id, key, clock_timestamp() FROM unnest($2::bigint[], $3::text
 		}
 		if err := rows.Err(); err != nil {
 			return fail(err)
+		}
+		if hold {
+			mpHang(db, evs...)
 		}
 		time.Sleep(time.Duration(2+rand.IntN(5)) * time.Millisecond)
 		if _, err := db.ExecContext(dbCtx, `UPDATE mp_events SET ended = clock_timestamp() WHERE id = ANY($1)`, pq.Array(evs)); err != nil {
@@ -256,25 +279,25 @@ func testMultiProcess(t *testing.T, batch int) {
 		}()
 	}
 
-	// Kill worker 0 while it runs tasks, once a third of the tasks are in.
+	// Kill worker 0 in the middle of a run, once a third of the tasks are
+	// in: its next runs hang (mp_hold) until it is killed.
 	victim := workers[0]
 	victimPID := victim.cmd.Process.Pid
 	smEventually(t, time.Minute, "a third of the tasks to be added", func() bool { return produced.Load() >= mpTasks/3 })
-	var killedAt time.Time
-	smEventually(t, time.Minute, "worker 0 to be in the middle of a task", func() bool {
+	if _, err := e.db.ExecContext(e.ctx, `INSERT INTO mp_hold (pid) VALUES ($1)`, victimPID); err != nil {
+		t.Fatal(err)
+	}
+	smEventually(t, time.Minute, "worker 0 to be in the middle of a run", func() bool {
 		var n int
-		if err := e.db.QueryRowContext(e.ctx, `SELECT count(*) FROM mp_events WHERE pid = $1 AND kind = 'task' AND ended IS NULL`, victimPID).Scan(&n); err != nil {
+		if err := e.db.QueryRowContext(e.ctx, `SELECT count(*) FROM mp_events WHERE pid = $1 AND held`, victimPID).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			return false
-		}
-		if err := victim.cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		killedAt = time.Now()
-		return true
+		return n > 0
 	})
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
 	<-victim.exited
 	var killedAtDB time.Time
 	if err := e.db.QueryRowContext(e.ctx, `SELECT clock_timestamp()`).Scan(&killedAtDB); err != nil {
