@@ -58,7 +58,9 @@ func TestFinishBesideExtendDoesNotDeadlock(t *testing.T) {
 }
 
 // A Finish locks the rows it writes in id order, whatever the order of its
-// results, as every other statement that locks several tasks does. Here a
+// results, so that two statements waiting for the same rows cannot
+// deadlock (the others that lock several tasks skip rows they cannot
+// lock). Here a
 // transaction holds the lowest task's row while a Finish of all the tasks,
 // listed highest first, waits; the transaction then locks the highest
 // task's row. Had the Finish taken the rows in its input's order, it would
