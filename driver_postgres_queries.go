@@ -82,7 +82,8 @@ func renderQueries(n sqlNames) postgresQueries {
 	ELSE $2 END,
 	make_interval(secs => $3), to_timestamp($5::float8))`),
 
-		// Results and lease extensions: see migrations/022_finish_functions.sql.
+		// Results: see migrations/024_finish_in_id_order.sql; lease
+		// extensions: migrations/022_finish_functions.sql.
 		finish: n.render("finish", `SELECT * FROM {{.QObj "finish"}}($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[])`),
 		extend: n.render("extend", `SELECT * FROM {{.QObj "extend_leases"}}($1::bigint[], $2::uuid[], $3::float8)`),
 
@@ -307,7 +308,7 @@ const leaseExpired = `'lease expired: the worker stopped or could not reach the 
 
 // maxAttemptErrors bounds the errors a task keeps (the newest ones), so a
 // task retried forever does not grow without end. The finish function
-// (migrations/022_finish_functions.sql) keeps as many.
+// (migrations/024_finish_in_id_order.sql) keeps as many.
 const maxAttemptErrors = 20
 
 // appendAttemptError is task t's errors with the outcome of its current
