@@ -38,8 +38,8 @@ import (
 // the drain, and what the rest of a task's cost (its row versions and
 // index entries) leaves.
 
-// designClaim is the claim of a design; %[1]s is the table, $1 the task
-// names, $2 the limit, $3 the lease token.
+// designClaim is the claim of a design: where adds to the walk's
+// conditions on each due task p (%[1]s is the table).
 type designClaim struct {
 	name, does, where string
 }
@@ -77,29 +77,44 @@ func designMetrics(cfg config, fresh freshDatabases) []*metric {
 	return append(out, insertMetrics(cfg, fresh)...)
 }
 
-// designDrain preloads DrainN tasks, settles the table and times the
-// drain's workers claiming with design d.
+// designDrain preloads DrainN tasks and times the drain's workers
+// claiming with design d, as timedDrain does with esync's claim.
 func (b *esyncBench) designDrain(ctx context.Context, d designClaim) (measurement, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	n := b.cfg.DrainN
-	if _, err := b.tasks.AddMany(ctx, specs(n, 0)); err != nil {
+	if _, err := b.tasks.AddMany(ctx, specs(n, 0)); err != nil { // as the drain it is compared with
 		return measurement{}, fmt.Errorf("esync preload: %w", err)
 	}
-	if err := settle(ctx, b.driver.DB().ExecContext, b.table()); err != nil {
+	// A function planned as esync's claim is (generic plans, bitmap and
+	// sequential scans off), so that neither claim depends on statistics
+	// more than the other.
+	fn := pq.QuoteIdentifier(b.driver.Schema()) + ".design_claim"
+	if _, err := b.driver.DB().ExecContext(ctx, fmt.Sprintf(`CREATE FUNCTION %[2]s(p_names text[], p_limit integer, p_token uuid)
+RETURNS SETOF %[1]s
+LANGUAGE plpgsql VOLATILE
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
+AS $claim$
+BEGIN
+	RETURN QUERY
+	UPDATE %[1]s t
+	SET state = 'IN PROGRESS', attempts = t.attempts + 1, lease_token = p_token,
+		lease_expires_at = now() + interval '1 minute', last_attempted = now()
+	WHERE t.id = ANY (ARRAY(
+		SELECT p.id FROM %[1]s p
+		WHERE p.state IN ('READY', 'RETRY') AND p.task_name IS NOT NULL AND p.do_after <= now()
+			AND p.task_name = ANY (p_names)`+d.where+`
+		ORDER BY p.do_after, p.id
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED))
+	RETURNING t.*;
+END
+$claim$`, b.table(), fn)); err != nil {
 		return measurement{}, err
 	}
-	claim := fmt.Sprintf(`UPDATE %[1]s t
-SET state = 'IN PROGRESS', attempts = t.attempts + 1, lease_token = $3::uuid,
-	lease_expires_at = now() + interval '1 minute', last_attempted = now()
-WHERE t.id = ANY (ARRAY(
-	SELECT p.id FROM %[1]s p
-	WHERE p.state IN ('READY', 'RETRY') AND p.task_name IS NOT NULL AND p.do_after <= now()
-		AND p.task_name = ANY ($1)`+d.where+`
-	ORDER BY p.do_after, p.id
-	LIMIT $2
-	FOR UPDATE SKIP LOCKED))
-RETURNING `+claimedColumns, b.table())
+	claim := `SELECT ` + claimedColumns + ` FROM ` + fn + `($1, $2, $3::uuid)`
 	start, cost := time.Now(), readGoCost()
 	var ran atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
