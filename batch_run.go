@@ -40,14 +40,9 @@ func newBatch(s *stream, runs []*taskRun) *batchRun {
 
 // end cancels the call and the context of each of its runs with cause.
 func (b *batchRun) end(cause error) {
-	if cause == errTaskTimeout {
-		// The call's own deadline ends it with context.DeadlineExceeded.
-		for _, r := range b.runs {
-			r.ctx.end(cause)
-		}
-		return
+	if cause != errTaskTimeout { // the call's own deadline ends it with context.DeadlineExceeded
+		b.cancel(cause)
 	}
-	b.cancel(cause)
 	for _, r := range b.runs {
 		r.ctx.end(cause)
 	}
@@ -246,21 +241,14 @@ func (s *stream) group(runs []*taskRun) [][]*taskRun {
 // releaseUnrun hands the tasks of batches back to the queue (READY) without
 // running them, and lets their runs go.
 func (s *stream) releaseUnrun(batches [][]*taskRun, why string) {
-	var back []Completion
+	var leases []Lease
 	for _, b := range batches {
 		for _, r := range b {
-			back = append(back, Completion{Lease: r.ct.Lease, State: TaskReady, Message: releasedUnrun + ": " + why})
+			leases = append(leases, r.ct.Lease)
 		}
 	}
-	if len(back) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
-	defer cancel()
-	if _, err := s.m.driver.Finish(ctx, back); err != nil {
-		// Their leases expire and they are rescued.
-		s.m.report(fmt.Errorf("stream %q: release %d tasks unrun: %w", s.name, len(back), err))
-	}
+	// Also when the manager stops: the stream's context has ended by then.
+	s.handBack(context.Background(), leases, why)
 	for _, b := range batches {
 		for _, r := range b {
 			r.returned.Store(true)
@@ -269,5 +257,4 @@ func (s *stream) releaseUnrun(batches [][]*taskRun, why string) {
 			s.m.actions.Done()
 		}
 	}
-	s.m.returnBudget(len(back))
 }

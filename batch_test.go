@@ -195,12 +195,7 @@ func TestBatchTimeoutKeepsSlot(t *testing.T) {
 	if n := m.total.Load(); n != 3 || sawDeadline.Load() != n {
 		t.Fatalf("%d calls for 6 tasks in batches of 2, %d of them saw DeadlineExceeded; want 3 and 3", n, sawDeadline.Load())
 	}
-	for _, id := range ids {
-		task := e.task(t, id)
-		if task.State != queue.TaskDone || task.Attempt != 1 || !strings.Contains(task.Message, "after its 20ms timeout") {
-			t.Fatalf("task %d: %s after %d attempts %q, want its own late result", id, task.State, task.Attempt, task.Message)
-		}
-	}
+	e.requireOwnLateResults(t, ids, 20*time.Millisecond)
 }
 
 // TestBatchTimeoutKeepsKeys: the tasks of a call that overruns its timeout
@@ -257,12 +252,7 @@ func TestBatchTimeoutKeepsKeys(t *testing.T) {
 		t.Fatal("the newer task of a key ran before the call holding the key returned")
 	}
 	mu.Unlock()
-	for _, id := range first {
-		task := e.task(t, id)
-		if task.State != queue.TaskDone || task.Attempt != 1 || !strings.Contains(task.Message, "after its 30ms timeout") {
-			t.Fatalf("task %d: %s after %d attempts %q, want its own late result", id, task.State, task.Attempt, task.Message)
-		}
-	}
+	e.requireOwnLateResults(t, first, 30*time.Millisecond)
 }
 
 // TestBatchCancelOneTask: an operator's cancellation of one task of a

@@ -49,12 +49,7 @@ func TestTimeoutKeepsStreamSlot(t *testing.T) {
 	if n := sawDeadline.Load(); n != int64(len(ids)) {
 		t.Fatalf("%d of %d actions saw their context end with DeadlineExceeded", n, len(ids))
 	}
-	for _, id := range ids {
-		task := e.task(t, id)
-		if task.State != queue.TaskDone || task.Attempt != 1 || !strings.Contains(task.Message, "after its 20ms timeout") {
-			t.Fatalf("task %d: %s attempt %d %q; want DONE after 1 attempt, saying it returned after its timeout", id, task.State, task.Attempt, task.Message)
-		}
-	}
+	e.requireOwnLateResults(t, ids, 20*time.Millisecond)
 }
 
 // TestTimeoutKeepsKey: a task whose action overruns its timeout keeps its

@@ -388,3 +388,23 @@ func (s *stream) hold(until time.Time) {
 // releasedUnrun begins the message of a task handed back unrun (READY); the
 // attempt is not kept among the task's errors.
 const releasedUnrun = "released unrun"
+
+// handBack returns the tasks of leases to the queue (READY) unrun, why
+// saying so in their message, and gives their claims back to the budget.
+// If the write fails it is reported; their leases then expire and they are
+// rescued.
+func (s *stream) handBack(ctx context.Context, leases []Lease, why string) {
+	if len(leases) == 0 {
+		return
+	}
+	back := make([]Completion, len(leases))
+	for i, l := range leases {
+		back[i] = Completion{Lease: l, State: TaskReady, Message: releasedUnrun + ": " + why}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	if _, err := s.m.driver.Finish(callCtx, back); err != nil {
+		s.m.report(fmt.Errorf("stream %q: release %d tasks unrun (%s): %w", s.name, len(back), why, err))
+	}
+	s.m.returnBudget(len(back))
+}

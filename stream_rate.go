@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -59,16 +58,10 @@ func (s *stream) permit(ctx context.Context, tasks []ClaimedTask) ([]ClaimedTask
 	if granted >= len(tasks) {
 		return tasks, ends
 	}
-	back := make([]Completion, 0, len(tasks)-granted)
+	leases := make([]Lease, 0, len(tasks)-granted)
 	for _, t := range tasks[granted:] {
-		back = append(back, Completion{Lease: t.Lease, State: TaskReady, Message: releasedUnrun + ": the stream's rate limit was reached"})
+		leases = append(leases, t.Lease)
 	}
-	callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
-	defer cancel()
-	if _, err := s.m.driver.Finish(callCtx, back); err != nil {
-		// Their leases expire and they are rescued.
-		s.m.report(fmt.Errorf("stream %q: release tasks beyond the rate limit: %w", s.name, err))
-	}
-	s.m.returnBudget(len(back))
+	s.handBack(ctx, leases, "the stream's rate limit was reached")
 	return tasks[:granted], ends
 }

@@ -78,6 +78,20 @@ func (e *smEnv) addDistinct(t *testing.T, name string, n int) []int64 {
 	return ids
 }
 
+// requireOwnLateResults fails unless each task of ids is DONE after one
+// attempt with its action's own result, saying it returned after its
+// timeout.
+func (e *smEnv) requireOwnLateResults(t *testing.T, ids []int64, timeout time.Duration) {
+	t.Helper()
+	for _, id := range ids {
+		task := e.task(t, id)
+		if task.State != queue.TaskDone || task.Attempt != 1 || !strings.Contains(task.Message, "after its "+timeout.String()+" timeout") {
+			t.Fatalf("task %d: %s after %d attempts %q; want DONE after 1 attempt, its own result, saying it returned after its %s timeout",
+				id, task.State, task.Attempt, task.Message, timeout)
+		}
+	}
+}
+
 // task reads one task.
 func (e *smEnv) task(t *testing.T, id int64) queue.Task {
 	t.Helper()
